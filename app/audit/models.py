@@ -1,0 +1,1 @@
+"""The audit table lives in app.core.audit (it is plumbing shared by every domain)."""

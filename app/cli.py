@@ -1,0 +1,161 @@
+"""`flask` commands: demo data, imports, audit verification, key rotation, documentation helpers."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import sys
+import uuid
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import Text, select, type_coerce
+from sqlalchemy.orm.attributes import flag_modified
+
+from app import config as config_module
+from app.core import audit, crypto
+from app.core.db import Base, db, transaction
+
+DEMO_CSV = Path(__file__).parent / "institutions" / "data" / "demo_centres.csv"
+
+
+def register(app: Flask) -> None:
+    for command in (seed_demo, import_centres, audit_verify, rotate_field_keys, config_table):
+        app.cli.add_command(command)
+
+
+def _demo_password() -> str:
+    seed = current_app.config["DEMO_PASSWORD_SEED"]
+    alphabet = string.ascii_letters + string.digits
+    if seed:
+        import random
+
+        rng = random.Random(seed)  # noqa: S311 - reproducible demo password on request only
+        body = "".join(rng.choice(alphabet) for _ in range(10))
+    else:
+        body = "".join(secrets.choice(alphabet) for _ in range(10))
+    return f"Lh-{body}"
+
+
+@click.command("import-centres")
+@with_appcontext
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_centres(csv_path: Path) -> None:
+    """Create or update centres from a CSV file (columns: see README)."""
+    from app.institutions import services
+
+    try:
+        rows, demo = services.read_centre_csv(csv_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    with transaction():
+        report = services.import_centres(rows, demo=demo)
+    click.echo(f"centres created: {report.created}, updated: {report.updated}, rejected: {len(report.errors)}")
+    for line, message in report.errors:
+        click.echo(f"  line {line}: {message}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo() -> None:
+    """Demo data: the 45 demo centres, a district admin and five staff per centre."""
+    from app.accounts.models import StaffUser
+    from app.accounts.services import hash_password
+    from app.core.auth import Role
+    from app.institutions import services
+    from app.institutions.models import Institution
+
+    if config_module.is_production(current_app.config):
+        raise click.ClickException("seed-demo refuses to run in production mode")
+    rows, _ = services.read_centre_csv(DEMO_CSV.read_text(encoding="utf-8"))
+    with transaction():
+        services.import_centres(rows, demo=True)
+    centres = list(db.session.execute(select(Institution).order_by(Institution.his_code)).scalars())
+    existing = set(db.session.execute(select(StaffUser.username)).scalars())
+    password = _demo_password()
+    shared_hash = hash_password(password)  # one hash for every demo account: seeding stays fast
+    created = 0
+
+    def add(username: str, name: str, role: Role, institution_id: uuid.UUID | None, phone: str) -> None:
+        nonlocal created
+        if username in existing:
+            return
+        db.session.add(StaffUser(id=uuid.uuid4(), username=username, name=name, role=role, phone=phone,
+                                 institution_id=institution_id, password_hash=shared_hash,
+                                 must_change_password=False))
+        created += 1
+
+    with transaction():
+        add("district.admin", "区管理员", Role.DISTRICT_ADMIN, None, "13900000000")
+        add("district.auditor", "区审计员", Role.AUDITOR, None, "13900000001")
+        staff = (("admin", "管理员", Role.CENTRE_ADMIN), ("doctor1", "医生甲", Role.DOCTOR),
+                 ("doctor2", "医生乙", Role.DOCTOR), ("nurse", "护士", Role.NURSE), ("cashier", "收费员", Role.CASHIER))
+        for n, centre in enumerate(centres, start=1):
+            prefix = centre.his_code.lower()
+            for k, (suffix, label, role) in enumerate(staff):
+                add(f"{prefix}.{suffix}", f"{centre.community.name}{label}", role, centre.id,
+                    f"139{n:04d}{k:04d}")
+    click.echo(f"demo centres: {len(centres)}; demo staff accounts created: {created}")
+    if created:
+        click.echo("")
+        click.echo("  DEMO ACCOUNTS (printed once; the password is not stored anywhere in clear)")
+        click.echo("  district.admin, district.auditor, and per centre <his code>.admin / .doctor1 / .doctor2 /")
+        click.echo("  .nurse / .cashier, e.g. lh001.admin, lh001.doctor1, lh045.cashier")
+        click.echo(f"  password for every demo account: {password}")
+
+
+@click.command("audit-verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Walk the audit hash chain; exit 1 and name every edited, deleted or inserted row."""
+    key = str(current_app.config["AUDIT_HMAC_KEY"]).encode()
+    problems = list(audit.verify_chain(db.session(), key))
+    total = db.session.execute(select(audit.AuditEvent.seq).order_by(audit.AuditEvent.seq.desc()).limit(1)).scalar()
+    if problems:
+        for problem in problems:
+            click.echo(f"audit chain broken at seq {problem.seq} (id {problem.id}): {problem.problem}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {total or 0} events")
+
+
+@click.command("rotate-field-keys")
+@with_appcontext
+@click.option("--batch", default=500, show_default=True)
+def rotate_field_keys(batch: int) -> None:
+    """Re-encrypt every encrypted column under the active key (after adding a new key)."""
+    ring = crypto.keyring()
+    changed = 0
+    for mapper in Base.registry.mappers:
+        model = mapper.class_
+        columns = [c for c in mapper.columns if isinstance(c.type, crypto.EncryptedString)]
+        if not columns:
+            continue
+        for column in columns:
+            table = mapper.local_table
+            raw = db.session.execute(
+                select(table.c.id, type_coerce(table.c[column.name], Text)).where(table.c[column.name].isnot(None))
+            ).all()
+            stale = [row_id for row_id, value in raw if crypto.Keyring.key_id_of(value) != ring.active_key_id]
+            for start in range(0, len(stale), batch):
+                with transaction():
+                    for row_id in stale[start:start + batch]:
+                        flag_modified(db.session.get_one(model, row_id), column.key)
+                changed += len(stale[start:start + batch])
+    click.echo(f"re-encrypted {changed} values under key {ring.active_key_id}")
+
+
+@click.command("config-table")
+@with_appcontext
+def config_table() -> None:
+    """Print the configuration table (Markdown) for the README."""
+    click.echo("| variable | default | meaning |")
+    click.echo("|---|---|---|")
+    for setting in config_module.SETTINGS:
+        default = setting.default
+        if setting.name in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY"}:
+            default = "(development value)"
+        click.echo(f"| `{setting.name}` | `{default}` | {setting.doc} |")

@@ -1,0 +1,120 @@
+"""Settings, read from environment variables only.
+
+Every setting has a development default so that `make run` works on a fresh machine with no
+configuration. Secrets keep well-known *development* values that production mode refuses: a
+production start with any of them (or with SQLite, or with the embedded fakeredis) fails fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Development-only secrets. Production refuses to start while any of these is in use.
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_FIELD_KEYS = "dev1:ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLSEhISE="  # 32 bytes, base64
+DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-change-me"
+DEV_AUDIT_HMAC_KEY = "dev-only-audit-chain-key-change-me"
+
+_DEV_SECRETS = {
+    "SECRET_KEY": DEV_SECRET_KEY,
+    "FIELD_ENCRYPTION_KEYS": DEV_FIELD_KEYS,
+    "BLIND_INDEX_KEY": DEV_BLIND_INDEX_KEY,
+    "AUDIT_HMAC_KEY": DEV_AUDIT_HMAC_KEY,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    kind: type = str
+    doc: str = ""
+
+
+# The configuration table in the README is generated from this list (`flask config-table`).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("APP_ENV", "development", str, "`development`, `test` or `production`."),
+    Setting("SECRET_KEY", DEV_SECRET_KEY, str, "Flask secret; production refuses the dev default."),
+    Setting(
+        "DATABASE_URL",
+        "",
+        str,
+        "SQLAlchemy URL, e.g. `postgresql+psycopg://user@host/db`. Empty: SQLite file `instance/luohu.db`.",
+    ),
+    Setting("DB_POOL_SIZE", 5, int, "Connections per process (PostgreSQL)."),
+    Setting("DB_MAX_OVERFLOW", 5, int, "Extra connections per process under burst (PostgreSQL)."),
+    Setting("REDIS_URL", "", str, "`redis://host:port/db`. Empty: embedded fakeredis (development only)."),
+    Setting(
+        "FIELD_ENCRYPTION_KEYS",
+        DEV_FIELD_KEYS,
+        str,
+        "Comma-separated `keyid:base64(32 bytes)` AES-256-GCM keys; old ones stay for decryption.",
+    ),
+    Setting("FIELD_ENCRYPTION_ACTIVE_KEY", "", str, "Key id used for new ciphertexts (default: last listed)."),
+    Setting("BLIND_INDEX_KEY", DEV_BLIND_INDEX_KEY, str, "HMAC key of the blind indexes (never rotated casually)."),
+    Setting("AUDIT_HMAC_KEY", DEV_AUDIT_HMAC_KEY, str, "HMAC key of the audit hash chain."),
+    Setting("CORS_ORIGINS", "", str, "Comma-separated origins allowed by CORS (none by default)."),
+    Setting("SESSION_IDLE_MINUTES", 15, int, "Staff session idle timeout."),
+    Setting("SESSION_ABSOLUTE_HOURS", 12, int, "Staff session absolute lifetime."),
+    Setting("ACCESS_TOKEN_MINUTES", 30, int, "Lifetime of one staff access token (refresh for a new one)."),
+    Setting("LOGIN_MAX_FAILURES", 5, int, "Wrong passwords in a row that lock a staff account."),
+    Setting("LOGIN_LOCK_MINUTES", 15, int, "How long a locked staff account stays locked."),
+    Setting("IDEMPOTENCY_TTL_HOURS", 48, int, "How long idempotency keys are kept (at least 24)."),
+    Setting("LOG_LEVEL", "INFO", str, "Python log level."),
+    Setting("LOG_JSON", True, bool, "Structured JSON logs (set 0 for plain text while developing)."),
+    Setting("RQ_ASYNC", True, bool, "Enqueue jobs to rq; 0 runs them inline (tests of single jobs)."),
+    Setting("DEMO_PASSWORD_SEED", "", str, "Optional seed making `flask seed-demo` passwords reproducible."),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _coerce(raw: str, kind: type) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in _TRUE
+    if kind is int:
+        return int(raw)
+    return raw
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Settings from the environment, then explicit overrides (used by tests and CLI tools)."""
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = os.environ.get(setting.name)
+        values[setting.name] = setting.default if raw is None or raw == "" else _coerce(raw, setting.kind)
+    if overrides:
+        values.update(overrides)
+    if not values["DATABASE_URL"]:
+        instance = ROOT / "instance"
+        instance.mkdir(exist_ok=True)
+        values["DATABASE_URL"] = f"sqlite:///{instance / 'luohu.db'}"
+    values["IDEMPOTENCY_TTL_HOURS"] = max(24, int(values["IDEMPOTENCY_TTL_HOURS"]))
+    return values
+
+
+class ConfigurationError(RuntimeError):
+    """The settings are unsafe or inconsistent; the service must not start."""
+
+
+def check_production(values: Mapping[str, Any]) -> None:
+    """Refuse a production start with development secrets or embedded backends."""
+    if values.get("APP_ENV") != "production":
+        return
+    problems = [name for name, dev in _DEV_SECRETS.items() if values.get(name) == dev]
+    if str(values.get("DATABASE_URL", "")).startswith("sqlite"):
+        problems.append("DATABASE_URL (SQLite is for development only)")
+    if not values.get("REDIS_URL"):
+        problems.append("REDIS_URL (embedded fakeredis is for development only)")
+    if problems:
+        raise ConfigurationError("production mode refuses development settings: " + ", ".join(problems))
+
+
+def is_production(values: Mapping[str, Any]) -> bool:
+    return values.get("APP_ENV") == "production"
