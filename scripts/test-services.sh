@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Start a throwaway PostgreSQL and Redis on loopback for the test suite, and print the
 # environment to use them:   eval "$(scripts/test-services.sh start)"   ...   scripts/test-services.sh stop
-# Works as root (CI) or as a normal user with PostgreSQL installed. State lives under .services/.
+# Set SERVICES_STATE to keep several independent pairs apart. Works as root (CI) or as a normal user with PostgreSQL installed. State lives under .services/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE="$PWD/.services"
+STATE="${SERVICES_STATE:-$PWD/.services}"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
