@@ -20,7 +20,9 @@ API_TITLE = "罗湖社康服务信息系统 API"
 API_VERSION = "v1"
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, redis_connection: Redis | None = None) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, redis_connection: Redis[bytes] | None = None
+) -> Flask:
     """Build the application. `config` overrides environment settings (tests, tools)."""
     settings = config_module.load_settings(config)
     config_module.check_production(settings)
@@ -88,13 +90,28 @@ def create_app(config: Mapping[str, Any] | None = None, *, redis_connection: Red
     return app
 
 
-def _register_blueprints(api: Api) -> None:
-    from app.accounts.routes import auth_blp, staff_blp
-    from app.audit.routes import blp as audit_blp
-    from app.institutions.routes import blp as institutions_blp
+# Every blueprint of the API, as "module:attribute"; one line per blueprint.
+BLUEPRINTS: tuple[str, ...] = (
+    "app.accounts.routes:auth_blp",
+    "app.accounts.routes:staff_blp",
+    "app.institutions.routes:blp",
+    "app.audit.routes:blp",
+    "app.residents.routes:blp",
+    "miniprogram_api.auth:blp",
+    "miniprogram_api.identity:blp",
+    "app.doctors.routes:blp",
+    "app.doctors.routes:mi_blp",
+    "app.teams.routes:blp",
+    "miniprogram_api.doctors:blp",
+)
 
-    for blueprint in (auth_blp, staff_blp, institutions_blp, audit_blp):
-        api.register_blueprint(blueprint)
+
+def _register_blueprints(api: Api) -> None:
+    import importlib
+
+    for target in BLUEPRINTS:
+        module, _, attribute = target.partition(":")
+        api.register_blueprint(getattr(importlib.import_module(module), attribute))
 
 
 def _serve_swagger_ui(app: Flask) -> None:

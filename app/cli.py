@@ -52,7 +52,9 @@ def import_centres(csv_path: Path) -> None:
         raise click.ClickException(str(exc)) from exc
     with transaction():
         report = services.import_centres(rows, demo=demo)
-    click.echo(f"centres created: {report.created}, updated: {report.updated}, rejected: {len(report.errors)}")
+    click.echo(
+        f"centres created: {report.created}, updated: {report.updated}, rejected: {len(report.errors)}"
+    )
     for line, message in report.errors:
         click.echo(f"  line {line}: {message}", err=True)
     if report.errors:
@@ -84,28 +86,104 @@ def seed_demo() -> None:
         nonlocal created
         if username in existing:
             return
-        db.session.add(StaffUser(id=uuid.uuid4(), username=username, name=name, role=role, phone=phone,
-                                 institution_id=institution_id, password_hash=shared_hash,
-                                 must_change_password=False))
+        db.session.add(
+            StaffUser(
+                id=uuid.uuid4(),
+                username=username,
+                name=name,
+                role=role,
+                phone=phone,
+                institution_id=institution_id,
+                password_hash=shared_hash,
+                must_change_password=False,
+            )
+        )
         created += 1
 
     with transaction():
         add("district.admin", "区管理员", Role.DISTRICT_ADMIN, None, "13900000000")
         add("district.auditor", "区审计员", Role.AUDITOR, None, "13900000001")
-        staff = (("admin", "管理员", Role.CENTRE_ADMIN), ("doctor1", "医生甲", Role.DOCTOR),
-                 ("doctor2", "医生乙", Role.DOCTOR), ("nurse", "护士", Role.NURSE), ("cashier", "收费员", Role.CASHIER))
+        staff = (
+            ("admin", "管理员", Role.CENTRE_ADMIN),
+            ("doctor1", "医生甲", Role.DOCTOR),
+            ("doctor2", "医生乙", Role.DOCTOR),
+            ("nurse", "护士", Role.NURSE),
+            ("cashier", "收费员", Role.CASHIER),
+        )
         for n, centre in enumerate(centres, start=1):
             prefix = centre.his_code.lower()
             for k, (suffix, label, role) in enumerate(staff):
-                add(f"{prefix}.{suffix}", f"{centre.community.name}{label}", role, centre.id,
-                    f"139{n:04d}{k:04d}")
+                add(
+                    f"{prefix}.{suffix}",
+                    f"{centre.community.name}{label}",
+                    role,
+                    centre.id,
+                    f"139{n:04d}{k:04d}",
+                )
+    expected = 2 + len(staff) * len(centres)
     click.echo(f"demo centres: {len(centres)}; demo staff accounts created: {created}")
     if created:
         click.echo("")
         click.echo("  DEMO ACCOUNTS (printed once; the password is not stored anywhere in clear)")
-        click.echo("  district.admin, district.auditor, and per centre <his code>.admin / .doctor1 / .doctor2 /")
+        click.echo(
+            "  district.admin, district.auditor, and per centre <his code>.admin / .doctor1 / .doctor2 /"
+        )
         click.echo("  .nurse / .cashier, e.g. lh001.admin, lh001.doctor1, lh045.cashier")
-        click.echo(f"  password for every demo account: {password}")
+        # Accounts that existed before this run keep the password they were given then.
+        whom = "every demo account" if created == expected else f"the {created} demo accounts created now"
+        click.echo(f"  password for {whom}: {password}")
+    _seed_demo_residents(centres[0])
+
+
+# Fictitious residents of the first demo centre: (name, birth date, sex digit, phone, groups).
+DEMO_RESIDENTS: tuple[tuple[str, str, int, str, tuple[str, ...]], ...] = (
+    ("张建国", "19520314", 1, "13800138001", ("hypertension",)),
+    ("李秀英", "19580722", 2, "13800138002", ("diabetes_t2",)),
+    ("王芳", "19880915", 4, "13800138003", ()),
+    ("陈志强", "19751102", 3, "13800138004", ("hypertension", "diabetes_t2")),
+)
+
+
+def _demo_id_number(birth: str, sequence: int) -> str:
+    from stdnum.cn import ric
+
+    body = f"440303{birth}{sequence:03d}"
+    return body + str(ric.calc_check_digit(body + "0"))
+
+
+def _seed_demo_residents(centre: object) -> None:
+    """Four demo residents in the first centre, so the mini-program binding can be tried at once."""
+    from app.accounts.models import StaffUser
+    from app.core.auth import Principal
+    from app.institutions.models import Institution
+    from app.residents.services import create_resident, find_by_id_number
+
+    assert isinstance(centre, Institution)
+    admin = db.session.execute(select(StaffUser).where(StaffUser.username == "district.admin")).scalar_one()
+    actor = Principal(
+        kind="staff", id=admin.id, role=admin.role, institution_id=None, display_name=admin.name
+    )
+    shown = []
+    with transaction():
+        for name, birth, sequence, phone, groups in DEMO_RESIDENTS:
+            id_number = _demo_id_number(birth, sequence)
+            shown.append((name, id_number, phone))
+            if find_by_id_number(id_number) is not None:
+                continue
+            create_resident(
+                actor,
+                name=name,
+                id_number=id_number,
+                phone=phone,
+                current_address=f"深圳市罗湖区{centre.street.name}街道{centre.community.name}社区演示路{sequence}号",
+                community_id=centre.community_id,
+                population_groups=groups,
+                institution_id=centre.id,
+            )
+    click.echo("")
+    click.echo(f"  DEMO RESIDENTS of {centre.name} (fictitious; for the mini-program identity binding):")
+    for name, id_number, phone in shown:
+        click.echo(f"  {name}  {id_number}  {phone}")
 
 
 @click.command("audit-verify")
@@ -114,10 +192,14 @@ def audit_verify() -> None:
     """Walk the audit hash chain; exit 1 and name every edited, deleted or inserted row."""
     key = str(current_app.config["AUDIT_HMAC_KEY"]).encode()
     problems = list(audit.verify_chain(db.session(), key))
-    total = db.session.execute(select(audit.AuditEvent.seq).order_by(audit.AuditEvent.seq.desc()).limit(1)).scalar()
+    total = db.session.execute(
+        select(audit.AuditEvent.seq).order_by(audit.AuditEvent.seq.desc()).limit(1)
+    ).scalar()
     if problems:
         for problem in problems:
-            click.echo(f"audit chain broken at seq {problem.seq} (id {problem.id}): {problem.problem}", err=True)
+            click.echo(
+                f"audit chain broken at seq {problem.seq} (id {problem.id}): {problem.problem}", err=True
+            )
         sys.exit(1)
     click.echo(f"audit chain intact: {total or 0} events")
 
@@ -137,14 +219,16 @@ def rotate_field_keys(batch: int) -> None:
         for column in columns:
             table = mapper.local_table
             raw = db.session.execute(
-                select(table.c.id, type_coerce(table.c[column.name], Text)).where(table.c[column.name].isnot(None))
+                select(table.c.id, type_coerce(table.c[column.name], Text)).where(
+                    table.c[column.name].isnot(None)
+                )
             ).all()
             stale = [row_id for row_id, value in raw if crypto.Keyring.key_id_of(value) != ring.active_key_id]
             for start in range(0, len(stale), batch):
                 with transaction():
-                    for row_id in stale[start:start + batch]:
+                    for row_id in stale[start : start + batch]:
                         flag_modified(db.session.get_one(model, row_id), column.key)
-                changed += len(stale[start:start + batch])
+                changed += len(stale[start : start + batch])
     click.echo(f"re-encrypted {changed} values under key {ring.active_key_id}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 # Development-only secrets. Production refuses to start while any of these is in use.
-DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused in production
 DEV_FIELD_KEYS = "dev1:ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLSEhISE="  # 32 bytes, base64
 DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-change-me"
 DEV_AUDIT_HMAC_KEY = "dev-only-audit-chain-key-change-me"
@@ -56,8 +56,12 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "Comma-separated `keyid:base64(32 bytes)` AES-256-GCM keys; old ones stay for decryption.",
     ),
-    Setting("FIELD_ENCRYPTION_ACTIVE_KEY", "", str, "Key id used for new ciphertexts (default: last listed)."),
-    Setting("BLIND_INDEX_KEY", DEV_BLIND_INDEX_KEY, str, "HMAC key of the blind indexes (never rotated casually)."),
+    Setting(
+        "FIELD_ENCRYPTION_ACTIVE_KEY", "", str, "Key id used for new ciphertexts (default: last listed)."
+    ),
+    Setting(
+        "BLIND_INDEX_KEY", DEV_BLIND_INDEX_KEY, str, "HMAC key of the blind indexes (never rotated casually)."
+    ),
     Setting("AUDIT_HMAC_KEY", DEV_AUDIT_HMAC_KEY, str, "HMAC key of the audit hash chain."),
     Setting("CORS_ORIGINS", "", str, "Comma-separated origins allowed by CORS (none by default)."),
     Setting("SESSION_IDLE_MINUTES", 15, int, "Staff session idle timeout."),
@@ -70,6 +74,72 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_JSON", True, bool, "Structured JSON logs (set 0 for plain text while developing)."),
     Setting("RQ_ASYNC", True, bool, "Enqueue jobs to rq; 0 runs them inline (tests of single jobs)."),
     Setting("DEMO_PASSWORD_SEED", "", str, "Optional seed making `flask seed-demo` passwords reproducible."),
+    Setting(
+        "RESIDENT_CONSENT_VERSIONS",
+        "regional_platform_sharing:1,online_services:1,sms_notifications:1",
+        str,
+        "Current consent-text version per purpose (`purpose:version`, comma-separated); a new version "
+        "needs a new consent from every resident.",
+    ),
+    Setting(
+        "WECHAT_MP_APPID",
+        "",
+        str,
+        "Mini-program AppID. Empty outside production: the WeChat emulator (if `WECHAT_API_BASE`) or "
+        "the in-process fake, both accepting `wx.login` codes of the shape `code-<openid>`.",
+    ),
+    Setting("WECHAT_MP_SECRET", "", str, "Mini-program AppSecret (from the vault in production)."),
+    Setting(
+        "WECHAT_API_BASE",
+        "",
+        str,
+        "WeChat API base URL. Empty: `https://api.weixin.qq.com/`. The loopback emulator "
+        "(`flask wechat-sandbox`): `http://127.0.0.1:8790/`. Production requires https.",
+    ),
+    Setting("MP_TOKEN_IDLE_MINUTES", 120, int, "Resident (mini-program) token idle timeout."),
+    Setting("MP_TOKEN_ABSOLUTE_HOURS", 24, int, "Resident token absolute lifetime (then a silent re-login)."),
+    Setting(
+        "SMS_BACKEND",
+        "console",
+        str,
+        "`console` (log the text, send nothing) or `fake` (record in memory). Production refuses "
+        "both until a provider adapter lands: its SMS stay in the outbox.",
+    ),
+    Setting(
+        "SMS_DAILY_BUDGET",
+        20000,
+        int,
+        "SMS per China calendar day for the whole system; past it, requests get 429 and the alarm fires.",
+    ),
+    Setting(
+        "SMS_BUDGET_ALARM_PERCENT", 80, int, "Share of the daily SMS budget that fires the alarm (ERROR log)."
+    ),
+    Setting(
+        "DOCTOR_REVIEW_LEVELS",
+        "centre",
+        str,
+        "Review of doctor registrations: `centre` (the centre admin approves) or `centre,district` "
+        "(centre admin, then district admin).",
+    ),
+    Setting(
+        "REQUIRE_MI_DOCTOR_CODE",
+        True,
+        bool,
+        "Refuse signing by a doctor without a valid 医保医师编码 (D + 6-digit division + 6 digits).",
+    ),
+    Setting(
+        "DOCTOR_CAPACITY_DEFAULT",
+        2000,
+        int,
+        "Residents one family doctor may sign unless the doctor has an override; a team's default cap "
+        "is the sum of its GPs' caps.",
+    ),
+    Setting(
+        "DOCTOR_LIBRARY_CACHE_SECONDS",
+        300,
+        int,
+        "TTL of cached public doctor-library responses (changes invalidate them at once anyway).",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}

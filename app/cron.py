@@ -12,6 +12,7 @@ from app.jobs import run
 CRON_TABLE: tuple[tuple[str, str, int], ...] = (
     ("outbox-sweep", "app.core.outbox:deliver_due", 60),
     ("idempotency-purge", "app.core.idempotency:purge_expired", 3600),
+    ("mp-sessions-purge", "app.mp_accounts.jobs:purge_sessions", 3600),
 )
 
 

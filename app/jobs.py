@@ -45,15 +45,23 @@ def resolve(path: str) -> Callable[..., Any]:
 
 
 def run(path: str, *args: Any, **kwargs: Any) -> Any:
-    """The one rq entry point: call `path` inside an application context."""
-    if has_app_context():
-        return resolve(path)(*args, **kwargs)
-    global _worker_app
-    if _worker_app is None:
-        from app import create_app
+    """The one rq entry point: call `path` in an application context of its own.
 
-        _worker_app = create_app()
-    with _worker_app.app_context():
+    Each job is its own unit of work, with its own session and `g`, also when it runs inside an
+    existing context (the in-process burst worker, inline queues): a job must not inherit the
+    caller's principal (and with it the centre scope), nor a session that an earlier job of the
+    same burst left in a failed transaction.
+    """
+    if has_app_context():
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    else:
+        global _worker_app
+        if _worker_app is None:
+            from app import create_app
+
+            _worker_app = create_app()
+        app = _worker_app
+    with app.app_context():
         return resolve(path)(*args, **kwargs)
 
 
@@ -61,9 +69,15 @@ def queue(name: str = "default") -> Queue:
     return Queue(name, connection=get_redis(), is_async=bool(current_app.config["RQ_ASYNC"]))
 
 
-def enqueue(func: Callable[..., Any] | str, *args: Any, queue_name: str = "default",
-            job_id: str | None = None, **kwargs: Any) -> Job:
-    return queue(queue_name).enqueue(run, _target(func), *args, job_id=job_id, kwargs=kwargs or None)
+def enqueue(
+    func: Callable[..., Any] | str,
+    *args: Any,
+    queue_name: str = "default",
+    job_id: str | None = None,
+    **kwargs: Any,
+) -> Job:
+    # rq's explicit form: positional `*args` next to `kwargs=` is refused by rq (AssertionError).
+    return queue(queue_name).enqueue(run, args=(_target(func), *args), kwargs=kwargs or None, job_id=job_id)
 
 
 def enqueue_safely(func: Callable[..., Any] | str, *args: Any, queue_name: str = "default") -> None:
@@ -74,13 +88,21 @@ def enqueue_safely(func: Callable[..., Any] | str, *args: Any, queue_name: str =
         log.warning("could not enqueue job; the periodic sweep will pick it up", extra={"job": _target(func)})
 
 
+class InProcessWorker(SimpleWorker):
+    """A SimpleWorker that also runs outside the main thread (signals belong to the main thread)."""
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()  # type: ignore[no-untyped-call]
+
+
 def work_burst(app: Flask) -> int:
     """Run every queued job once, in this process (tests, embedded mode). Returns jobs run."""
     with app.app_context():
         connection = get_redis()
         queues = [Queue(name, connection=connection) for name in QUEUES]
         before = sum(q.count for q in queues)
-        SimpleWorker(queues, connection=connection).work(burst=True, with_scheduler=True)
+        InProcessWorker(queues, connection=connection).work(burst=True, with_scheduler=True)
         return before
 
 
@@ -98,7 +120,7 @@ def start_embedded_worker(app: Flask, interval: float = 1.0) -> threading.Thread
                             last_run[name] = time.monotonic()
                             enqueue(path)
                 work_burst(app)
-            except Exception:  # noqa: BLE001 - keep the development worker alive
+            except Exception:  # keep the development worker alive
                 log.exception("embedded worker iteration failed")
             time.sleep(interval)
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 import fakeredis
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
@@ -67,12 +69,25 @@ TEST_SETTINGS: dict[str, Any] = {
 }
 
 
+class IsolatedClient(FlaskClient):
+    """Every request runs in its own application context, as in production.
+
+    Without this, Flask reuses the test's pushed app context for the request: `g` (the principal
+    and its centre scope) and the database session would leak between the test and its requests.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app() -> Iterator[Flask]:
     with tempfile.TemporaryDirectory() as tmp_dir:
-        settings = dict(TEST_SETTINGS, DATABASE_URL=_database_url(tmp_dir),
-                        REDIS_URL=os.environ.get("REDIS_URL", ""))
+        settings = dict(
+            TEST_SETTINGS, DATABASE_URL=_database_url(tmp_dir), REDIS_URL=os.environ.get("REDIS_URL", "")
+        )
         application = create_app(settings)
+        application.test_client_class = IsolatedClient
         with application.app_context():
             Base.metadata.drop_all(db.engine)
             Base.metadata.create_all(db.engine)
@@ -105,8 +120,9 @@ def _transactional_db(app: Flask, request: pytest.FixtureRequest) -> Iterator[No
     original = bound.sessionmaker
     connection = bound.engine.connect()
     outer = connection.begin()
-    bound.sessionmaker = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
-                                      expire_on_commit=False)
+    bound.sessionmaker = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     try:
         with app.app_context():
             yield

@@ -44,25 +44,43 @@ def make_centre(name: str | None = None, street: str = "桂园", community: str 
     streets = ensure_streets()
     comm = _community(streets[street], community)
     centre = Institution(
-        id=uuid.uuid4(), his_code=f"T{n:04d}", name=name or f"测试社康中心{n}", street_id=streets[street].id,
-        community_id=comm.id, address=f"深圳市罗湖区测试路{n}号", longitude=114.12, latitude=22.55,
-        phone="0755-12345678", opening_hours="08:00-17:30",
+        id=uuid.uuid4(),
+        his_code=f"T{n:04d}",
+        name=name or f"测试社康中心{n}",
+        street_id=streets[street].id,
+        community_id=comm.id,
+        address=f"深圳市罗湖区测试路{n}号",
+        longitude=114.12,
+        latitude=22.55,
+        phone="0755-12345678",
+        opening_hours="08:00-17:30",
     )
     db.session.add(centre)
     commit()
     return centre
 
 
-def make_staff(role: Role | str = Role.DOCTOR, institution: Institution | None = None, *,
-               username: str | None = None, phone: str | None = None, active: bool = True,
-               must_change_password: bool = False) -> StaffUser:
+def make_staff(
+    role: Role | str = Role.DOCTOR,
+    institution: Institution | None = None,
+    *,
+    username: str | None = None,
+    phone: str | None = None,
+    active: bool = True,
+    must_change_password: bool = False,
+) -> StaffUser:
     n = next(_counter)
     role = Role(role)
     user = StaffUser(
-        id=uuid.uuid4(), username=username or f"{role.value}.{n}", name=f"测试{role.label}{n}",
-        phone=phone or f"139{n:08d}", role=role.value,
+        id=uuid.uuid4(),
+        username=username or f"{role.value}.{n}",
+        name=f"测试{role.label}{n}",
+        phone=phone or f"139{n:08d}",
+        role=role.value,
         institution_id=institution.id if institution is not None else None,
-        password_hash=_PASSWORD_HASH, must_change_password=must_change_password, is_active=active,
+        password_hash=_PASSWORD_HASH,
+        must_change_password=must_change_password,
+        is_active=active,
     )
     db.session.add(user)
     commit()
@@ -72,8 +90,9 @@ def make_staff(role: Role | str = Role.DOCTOR, institution: Institution | None =
 def token_for(user: StaffUser) -> str:
     """A live session for `user`, as if they had just logged in."""
     now = clock.now()
-    session = StaffSession(id=uuid.uuid4(), user_id=user.id, user=user, created_at=now,
-                           expires_at=now + timedelta(hours=12))
+    session = StaffSession(
+        id=uuid.uuid4(), user_id=user.id, user=user, created_at=now, expires_at=now + timedelta(hours=12)
+    )
     tokens = account_services._issue(session, now)
     db.session.add(session)
     commit()
@@ -81,8 +100,9 @@ def token_for(user: StaffUser) -> str:
 
 
 def principal_of(user: StaffUser) -> Principal:
-    return Principal(kind="staff", id=user.id, role=user.role, institution_id=user.institution_id,
-                     display_name=user.name)
+    return Principal(
+        kind="staff", id=user.id, role=user.role, institution_id=user.institution_id, display_name=user.name
+    )
 
 
 @contextmanager

@@ -69,6 +69,8 @@ class StaffSession(UUIDPrimaryKey, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff_users.id"))
     access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     refresh_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The refresh token this one replaced: presenting it again means it was copied, so the session ends.
+    previous_refresh_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     access_expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     last_seen_at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -9,19 +9,19 @@ from flask import request
 
 from app.accounts import services
 from app.accounts.schemas import (
-    LoginSchema,
     PasswordChangeSchema,
     ReasonSchema,
     RefreshSchema,
     RoleChangeSchema,
     StaffCreateSchema,
+    StaffLoginSchema,
     StaffQuerySchema,
     StaffSchema,
+    StaffUnmaskResultSchema,
+    StaffUnmaskSchema,
     StaffUpdateSchema,
     TokenSchema,
     UnlockSchema,
-    UnmaskResultSchema,
-    UnmaskSchema,
 )
 from app.core.api import Blueprint
 from app.core.auth import ADMINS, ALL_STAFF, Principal, register_authenticator, require_principal
@@ -63,7 +63,7 @@ def _token_body(tokens: services.IssuedTokens) -> dict[str, Any]:
 
 @auth_blp.route("/login", methods=["POST"])
 @auth_blp.auth(public=True)
-@auth_blp.arguments(LoginSchema)
+@auth_blp.arguments(StaffLoginSchema)
 @auth_blp.response(200, TokenSchema)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """Log in with username and password.
@@ -205,19 +205,21 @@ def enable_staff(args: dict[str, Any], staff_id: uuid.UUID) -> Any:
 @staff_blp.response(200, StaffSchema)
 def unlock_staff(args: dict[str, Any], staff_id: uuid.UUID) -> Any:
     """Unlock a locked account, optionally setting a new temporary password."""
-    user = services.unlock(require_principal(), staff_id, reset_password=args.get("reset_password"),
-                           reason=args["reason"])
+    user = services.unlock(
+        require_principal(), staff_id, reset_password=args.get("reset_password"), reason=args["reason"]
+    )
     commit()
     return user
 
 
 @staff_blp.route("/<uuid:staff_id>/unmask", methods=["POST"])
 @staff_blp.auth(roles=ADMINS)
-@staff_blp.arguments(UnmaskSchema)
-@staff_blp.response(200, UnmaskResultSchema)
+@staff_blp.arguments(StaffUnmaskSchema)
+@staff_blp.response(200, StaffUnmaskResultSchema)
 def unmask_staff_field(args: dict[str, Any], staff_id: uuid.UUID) -> dict[str, Any]:
     """Show one personal field in clear. Needs `pii:unmask` and a reason; writes an audit row."""
-    value = services.unmask(require_principal(), staff_id, field=args["field"], reason=args["reason"],
-                            note=args.get("note"))
+    value = services.unmask(
+        require_principal(), staff_id, field=args["field"], reason=args["reason"], note=args.get("note")
+    )
     commit()
     return {"field": args["field"], "value": value}

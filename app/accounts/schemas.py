@@ -12,7 +12,7 @@ from app.core.pagination import PageArgsSchema
 ROLES = [r.value for r in Role]
 
 
-class LoginSchema(Schema):
+class StaffLoginSchema(Schema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
 
@@ -26,7 +26,7 @@ class PasswordChangeSchema(Schema):
     new_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
 
 
-class InstitutionRefSchema(Schema):
+class StaffInstitutionRefSchema(Schema):
     id = fields.UUID(required=True)
     name = fields.String(required=True)
 
@@ -38,7 +38,7 @@ class StaffSchema(Schema):
     phone = Masked("phone", allow_none=True)
     role = fields.String(dump_only=True, metadata={"enum": ROLES})
     role_label = fields.Function(lambda u: ROLE_LABELS[Role(u.role)], dump_only=True)
-    institution = fields.Nested(InstitutionRefSchema, dump_only=True, allow_none=True)
+    institution = fields.Nested(StaffInstitutionRefSchema, dump_only=True, allow_none=True)
     is_active = fields.Boolean(dump_only=True)
     locked_until = fields.DateTime(dump_only=True, allow_none=True)
     must_change_password = fields.Boolean(dump_only=True)
@@ -51,7 +51,9 @@ class TokenSchema(Schema):
     refresh_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "Bearer"})
     access_expires_at = fields.DateTime(required=True)
-    expires_at = fields.DateTime(required=True, metadata={"description": "End of the session's absolute lifetime"})
+    expires_at = fields.DateTime(
+        required=True, metadata={"description": "End of the session's absolute lifetime"}
+    )
     idle_timeout_seconds = fields.Integer(required=True)
     must_change_password = fields.Boolean(required=True)
     user = fields.Nested(StaffSchema, required=True)
@@ -60,8 +62,10 @@ class TokenSchema(Schema):
 class StaffQuerySchema(PageArgsSchema):
     role = fields.String(validate=validate.OneOf(ROLES))
     institution_id = fields.UUID()
-    q = fields.String(validate=validate.Length(min=1, max=50),
-                      metadata={"description": "Name or username fragment, or an exact phone number"})
+    q = fields.String(
+        validate=validate.Length(min=1, max=50),
+        metadata={"description": "Name or username fragment, or an exact phone number"},
+    )
     is_active = fields.Boolean()
 
 
@@ -74,8 +78,12 @@ class StaffCreateSchema(Schema):
     phone = MobilePhone(allow_none=True)
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     institution_id = fields.UUID(allow_none=True, metadata={"description": "Required for centre roles"})
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128),
-                             metadata={"description": "Temporary password; the user must change it at first login"})
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "Temporary password; the user must change it at first login"},
+    )
 
 
 class StaffUpdateSchema(Schema):
@@ -93,17 +101,23 @@ class ReasonSchema(Schema):
 
 
 class UnlockSchema(ReasonSchema):
-    reset_password = fields.String(load_only=True, validate=validate.Length(min=1, max=128),
-                                   metadata={"description": "Optional new temporary password"})
+    reset_password = fields.String(
+        load_only=True,
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "Optional new temporary password"},
+    )
 
 
-class UnmaskSchema(Schema):
+class StaffUnmaskSchema(Schema):
     field = fields.String(required=True, validate=validate.OneOf(["phone"]))
-    reason = fields.String(required=True, validate=validate.OneOf(list(UNMASK_REASONS)),
-                           metadata={"description": "; ".join(f"{k}={v}" for k, v in UNMASK_REASONS.items())})
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(list(UNMASK_REASONS)),
+        metadata={"description": "; ".join(f"{k}={v}" for k, v in UNMASK_REASONS.items())},
+    )
     note = fields.String(validate=validate.Length(max=150))
 
 
-class UnmaskResultSchema(Schema):
+class StaffUnmaskResultSchema(Schema):
     field = fields.String(required=True)
     value = fields.String(required=True, allow_none=True)

@@ -12,13 +12,14 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-from sqlalchemy import Select, or_, select, update
+from redis.exceptions import RedisError
+from sqlalchemy import CursorResult, Select, or_, select, update
 
 from app.accounts.models import PasswordHistory, StaffChange, StaffSession, StaffUser
 from app.core import audit, clock
@@ -36,15 +37,15 @@ from app.core.errors import (
     Conflict,
     DomainError,
     Locked,
-    NotFound,
     PermissionDenied,
     Unauthorized,
 )
 from app.core.pagination import Page, paginate
+from app.core.redis import get_redis
 from app.core.scope import get_or_404
 from app.institutions.models import Institution
 
-TOKEN_PREFIX = "st_"
+TOKEN_PREFIX = "st_"  # noqa: S105 - a prefix, not a secret
 _hasher = PasswordHasher()  # argon2id, memory-hard (64 MiB, 3 passes by default)
 # A real hash to verify against when the username does not exist: equal timing, no user probing.
 _DUMMY_HASH = _hasher.hash("dummy-password-for-timing-1A!")
@@ -57,6 +58,7 @@ CENTRE_GRANTABLE: frozenset[str] = frozenset(
 
 
 # --- tokens and passwords -------------------------------------------------------------------
+
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -86,8 +88,9 @@ def password_problems(password: str, username: str = "") -> list[str]:
 def check_password_policy(password: str, username: str = "", field: str = "password") -> None:
     problems = password_problems(password, username)
     if problems:
-        raise BusinessRuleViolation("密码不符合安全要求：" + "；".join(problems), code="weak_password",
-                                    errors={field: problems})
+        raise BusinessRuleViolation(
+            "密码不符合安全要求：" + "；".join(problems), code="weak_password", errors={field: problems}
+        )
 
 
 def hash_password(password: str) -> str:
@@ -102,6 +105,7 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 # --- sessions ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IssuedTokens:
@@ -126,6 +130,7 @@ def idle_timeout() -> timedelta:
 
 def _issue(session: StaffSession, now: datetime) -> IssuedTokens:
     access, refresh = _new_token(), _new_token()
+    session.previous_refresh_token_hash = session.refresh_token_hash
     session.access_token_hash = _token_hash(access)
     session.refresh_token_hash = _token_hash(refresh)
     session.access_expires_at = min(now + _settings()["access"], session.expires_at)
@@ -141,43 +146,107 @@ class LoginOutcome:
     error: DomainError | None = None
 
 
-def login(*, username: str, password: str, client_address: str | None, user_agent: str | None) -> LoginOutcome:
+def _wrong_password(left: int) -> Unauthorized:
+    return Unauthorized(f"用户名或密码错误，再错 {left} 次账号将被锁定", code="invalid_credentials")
+
+
+def _locked_now(max_failures: int) -> Locked:
+    minutes = int(_settings()["lock"].total_seconds() // 60)
+    return Locked(f"连续 {max_failures} 次密码错误，账号已锁定 {minutes} 分钟", code="account_locked")
+
+
+def _locked_until(until: datetime) -> Locked:
+    at = clock.local(until).strftime("%H:%M")
+    return Locked(
+        f"连续输错密码次数过多，账号已锁定，请于 {at} 后再试或联系管理员解锁", code="account_locked"
+    )
+
+
+_UNKNOWN_USER_KEY = "login:unknown:"
+_UNKNOWN_USER_TTL = 24 * 3600
+
+
+def _unknown_user_failure(username: str, now: datetime) -> DomainError:
+    """Answer a login for a username that does not exist exactly like a wrong password.
+
+    The countdown and the lock of a real account are replayed from a short-lived counter in
+    Redis (keyed by a hash of the username), so that neither the message nor the sequence of
+    answers tells an attacker whether the account exists. Losing the counter only restarts the
+    countdown; without Redis the first answer of the countdown is given.
+    """
+    max_failures = int(current_app.config["LOGIN_MAX_FAILURES"])
+    key = _UNKNOWN_USER_KEY + hashlib.sha256(username.encode()).hexdigest()
+    try:
+        redis = get_redis()
+        locked_until = redis.get(key + ":locked")
+        if locked_until is not None:
+            until = datetime.fromtimestamp(float(locked_until), UTC)
+            if until > now:
+                return _locked_until(until)
+        failures = int(redis.incr(key))
+        redis.expire(key, _UNKNOWN_USER_TTL)
+        if failures >= max_failures:
+            until = now + _settings()["lock"]
+            redis.set(key + ":locked", str(until.timestamp()), ex=_UNKNOWN_USER_TTL)
+            redis.delete(key)
+            return _locked_now(max_failures)
+    except RedisError:
+        failures = 1
+    return _wrong_password(max_failures - failures)
+
+
+def login(
+    *, username: str, password: str, client_address: str | None, user_agent: str | None
+) -> LoginOutcome:
     now = clock.now()
-    invalid = Unauthorized("用户名或密码错误", code="invalid_credentials")
-    user = db.session.execute(
-        select(StaffUser).where(StaffUser.username == username.strip().lower())
-    ).scalar_one_or_none()
+    username = username.strip().lower()
+    user = db.session.execute(select(StaffUser).where(StaffUser.username == username)).scalar_one_or_none()
     if user is None:
         _verify(_DUMMY_HASH, password)
-        return LoginOutcome(error=invalid)
+        return LoginOutcome(error=_unknown_user_failure(username, now))
     if user.is_locked(now):
         assert user.locked_until is not None
-        until = clock.local(user.locked_until).strftime("%H:%M")
-        audit.record("login", "staff_user", user.id, result=audit.DENIED, purpose="account_locked",
-                     institution_id=user.institution_id)
-        return LoginOutcome(error=Locked(f"连续输错密码次数过多，账号已锁定，请于 {until} 后再试或联系管理员解锁",
-                                         code="account_locked"))
+        audit.record(
+            "login",
+            "staff_user",
+            user.id,
+            result=audit.DENIED,
+            purpose="account_locked",
+            institution_id=user.institution_id,
+        )
+        return LoginOutcome(error=_locked_until(user.locked_until))
     if not _verify(user.password_hash, password):
         max_failures = int(current_app.config["LOGIN_MAX_FAILURES"])
         # Atomic increment: concurrent wrong guesses all count.
         db.session.execute(
-            update(StaffUser).where(StaffUser.id == user.id)
+            update(StaffUser)
+            .where(StaffUser.id == user.id)
             .values(failed_login_count=StaffUser.failed_login_count + 1)
             .execution_options(synchronize_session=False)
         )
         db.session.refresh(user)
-        audit.record("login", "staff_user", user.id, result=audit.DENIED, purpose="wrong_password",
-                     institution_id=user.institution_id)
+        audit.record(
+            "login",
+            "staff_user",
+            user.id,
+            result=audit.DENIED,
+            purpose="wrong_password",
+            institution_id=user.institution_id,
+        )
         if user.failed_login_count >= max_failures:
             user.locked_until = now + _settings()["lock"]
             user.failed_login_count = 0
-            return LoginOutcome(error=Locked(
-                f"连续 {max_failures} 次密码错误，账号已锁定 {int(_settings()['lock'].total_seconds() // 60)} 分钟",
-                code="account_locked"))
-        left = max_failures - user.failed_login_count
-        return LoginOutcome(error=Unauthorized(f"用户名或密码错误，再错 {left} 次账号将被锁定",
-                                               code="invalid_credentials"))
+            return LoginOutcome(error=_locked_now(max_failures))
+        return LoginOutcome(error=_wrong_password(max_failures - user.failed_login_count))
     if not user.is_active:
+        audit.record(
+            "login",
+            "staff_user",
+            user.id,
+            result=audit.DENIED,
+            purpose="account_disabled",
+            institution_id=user.institution_id,
+        )
         return LoginOutcome(error=Unauthorized("账号已停用，请联系管理员", code="account_disabled"))
     user.failed_login_count = 0
     user.locked_until = None
@@ -240,7 +309,9 @@ def principal_for_token(token: str) -> Principal:
     if now - session.last_seen_at > timedelta(seconds=30):
         # Throttled sliding window: one small write per half minute of activity.
         db.session.execute(
-            update(StaffSession).where(StaffSession.id == session.id).values(last_seen_at=now)
+            update(StaffSession)
+            .where(StaffSession.id == session.id)
+            .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
     user = session.user
@@ -256,11 +327,33 @@ def principal_for_token(token: str) -> Principal:
 
 
 def refresh(*, refresh_token: str) -> IssuedTokens:
+    """Rotate the token pair. Reusing a replaced refresh token revokes the whole session.
+
+    A legitimate client never presents a refresh token twice, so a second use means the token was
+    copied: both the thief and the user are logged out (the caller commits before raising).
+    """
     now = clock.now()
+    presented = _token_hash(refresh_token)
     session = db.session.execute(
-        select(StaffSession).where(StaffSession.refresh_token_hash == _token_hash(refresh_token))
+        select(StaffSession).where(StaffSession.refresh_token_hash == presented)
     ).scalar_one_or_none()
     if session is None:
+        replaced = db.session.execute(
+            select(StaffSession).where(StaffSession.previous_refresh_token_hash == presented)
+        ).scalar_one_or_none()
+        if replaced is not None and replaced.revoked_at is None:
+            _revoke(replaced, now, "refresh_token_reused")
+            audit.record(
+                "refresh",
+                "staff_session",
+                replaced.id,
+                result=audit.DENIED,
+                purpose="refresh_token_reused",
+                institution_id=replaced.user.institution_id,
+            )
+            raise Unauthorized(
+                "刷新令牌已被使用过，为安全起见已退出登录，请重新登录", code="refresh_token_reused"
+            )
         raise Unauthorized("刷新令牌无效，请重新登录", code="invalid_refresh_token")
     _check_alive(session, now)
     return _issue(session, now)
@@ -281,21 +374,25 @@ def revoke_all_sessions(user_id: uuid.UUID, reason: str) -> int:
         .values(revoked_at=clock.now(), revoke_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def change_password(principal: Principal, *, current_password: str, new_password: str) -> None:
     user = db.session.get_one(StaffUser, principal.id)
     if not _verify(user.password_hash, current_password):
-        raise BusinessRuleViolation("当前密码不正确", code="wrong_current_password",
-                                    errors={"current_password": ["当前密码不正确"]})
+        raise BusinessRuleViolation(
+            "当前密码不正确", code="wrong_current_password", errors={"current_password": ["当前密码不正确"]}
+        )
     check_password_policy(new_password, user.username, field="new_password")
     _set_password(user, new_password, temporary=False)
     # Other sessions end; this one continues.
     db.session.execute(
         update(StaffSession)
-        .where(StaffSession.user_id == user.id, StaffSession.revoked_at.is_(None),
-               StaffSession.id != principal.session_id)
+        .where(
+            StaffSession.user_id == user.id,
+            StaffSession.revoked_at.is_(None),
+            StaffSession.id != principal.session_id,
+        )
         .values(revoked_at=clock.now(), revoke_reason="password_changed")
         .execution_options(synchronize_session=False)
     )
@@ -309,9 +406,14 @@ def _set_password(user: StaffUser, password: str, *, temporary: bool) -> None:
         .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id.desc())
         .limit(PASSWORD_HISTORY_DEPTH)
     ).scalars()
-    if any(_verify(old, password) for old in recent):
-        raise BusinessRuleViolation(f"新密码不能与最近 {PASSWORD_HISTORY_DEPTH} 次使用过的密码相同",
-                                    code="password_reused", errors={"new_password": ["不能与最近用过的密码相同"]})
+    # The current hash counts too: accounts created outside `create_staff` (demo seed, imports)
+    # have no history rows, and "changing" a password to itself is a reuse.
+    if _verify(user.password_hash, password) or any(_verify(old, password) for old in recent):
+        raise BusinessRuleViolation(
+            f"新密码不能与最近 {PASSWORD_HISTORY_DEPTH} 次使用过的密码相同",
+            code="password_reused",
+            errors={"new_password": ["不能与最近用过的密码相同"]},
+        )
     user.password_hash = hash_password(password)
     user.password_changed_at = clock.now()
     user.must_change_password = temporary
@@ -320,40 +422,74 @@ def _set_password(user: StaffUser, password: str, *, temporary: bool) -> None:
 
 # --- administration -------------------------------------------------------------------------
 
-def _history(user: StaffUser, actor_id: uuid.UUID | None, action: str, before: dict[str, Any],
-             after: dict[str, Any], reason: str | None) -> None:
-    db.session.add(StaffChange(user_id=user.id, actor_id=actor_id, action=action, before=before,
-                               after=after, reason=reason))
-    audit.record(action, "staff_user", user.id, institution_id=user.institution_id, purpose=reason,
-                 detail={"after": {k: v for k, v in after.items() if k != "phone"}})
+
+def _history(
+    user: StaffUser,
+    actor_id: uuid.UUID | None,
+    action: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str | None,
+) -> None:
+    db.session.add(
+        StaffChange(
+            user_id=user.id, actor_id=actor_id, action=action, before=before, after=after, reason=reason
+        )
+    )
+    audit.record(
+        action,
+        "staff_user",
+        user.id,
+        institution_id=user.institution_id,
+        purpose=reason,
+        detail={"after": {k: v for k, v in after.items() if k != "phone"}},
+    )
 
 
 def _check_grant(actor: Principal, role: str, institution_id: uuid.UUID | None) -> None:
     target = Role(role)
     if actor.role == Role.CENTRE_ADMIN and role not in CENTRE_GRANTABLE:
-        raise PermissionDenied(f"社康中心管理员不能授予“{ROLE_LABELS[target]}”角色，请联系区级管理员",
-                               code="role_not_grantable")
+        raise PermissionDenied(
+            f"社康中心管理员不能授予“{ROLE_LABELS[target]}”角色，请联系区级管理员", code="role_not_grantable"
+        )
     if target in DISTRICT_ONLY_ROLES and institution_id is not None:
-        raise BusinessRuleViolation(f"“{ROLE_LABELS[target]}”是区级角色，不能归属社康中心",
-                                    code="district_role_with_centre", errors={"institution_id": ["区级角色不填"]})
+        raise BusinessRuleViolation(
+            f"“{ROLE_LABELS[target]}”是区级角色，不能归属社康中心",
+            code="district_role_with_centre",
+            errors={"institution_id": ["区级角色不填"]},
+        )
     if target not in DISTRICT_CAPABLE_ROLES and institution_id is None:
-        raise BusinessRuleViolation(f"“{ROLE_LABELS[target]}”须归属一个社康中心",
-                                    code="centre_required", errors={"institution_id": ["请选择所属社康中心"]})
+        raise BusinessRuleViolation(
+            f"“{ROLE_LABELS[target]}”须归属一个社康中心",
+            code="centre_required",
+            errors={"institution_id": ["请选择所属社康中心"]},
+        )
 
 
 def _target_institution(actor: Principal, requested: uuid.UUID | None) -> uuid.UUID | None:
     if actor.is_district:
         if requested is not None and db.session.get(Institution, requested) is None:
-            raise BusinessRuleViolation("所属社康中心不存在", code="institution_not_found",
-                                        errors={"institution_id": ["所属社康中心不存在"]})
+            raise BusinessRuleViolation(
+                "所属社康中心不存在",
+                code="institution_not_found",
+                errors={"institution_id": ["所属社康中心不存在"]},
+            )
         return requested
     if requested is not None and requested != actor.institution_id:
         raise PermissionDenied("只能管理本中心的人员", code="outside_scope")
     return actor.institution_id
 
 
-def create_staff(actor: Principal, *, username: str, name: str, role: str, password: str,
-                 phone: str | None = None, institution_id: uuid.UUID | None = None) -> StaffUser:
+def create_staff(
+    actor: Principal,
+    *,
+    username: str,
+    name: str,
+    role: str,
+    password: str,
+    phone: str | None = None,
+    institution_id: uuid.UUID | None = None,
+) -> StaffUser:
     username = username.strip().lower()
     institution = _target_institution(actor, institution_id)
     _check_grant(actor, role, institution)
@@ -362,9 +498,18 @@ def create_staff(actor: Principal, *, username: str, name: str, role: str, passw
         select(StaffUser.id).where(StaffUser.username == username).execution_options(skip_centre_scope=True)
     ).first()
     if taken:
-        raise Conflict(f"用户名“{username}”已被使用", code="username_taken", errors={"username": ["已被使用"]})
-    user = StaffUser(id=uuid.uuid4(), username=username, name=name.strip(), role=role, phone=phone,
-                     institution_id=institution, password_hash="")
+        raise Conflict(
+            f"用户名“{username}”已被使用", code="username_taken", errors={"username": ["已被使用"]}
+        )
+    user = StaffUser(
+        id=uuid.uuid4(),
+        username=username,
+        name=name.strip(),
+        role=role,
+        phone=phone,
+        institution_id=institution,
+        password_hash="",
+    )
     db.session.add(user)
     _set_password(user, password, temporary=True)
     _history(user, actor.id, "staff_created", {}, {"role": role, "institution_id": str(institution)}, None)
@@ -375,8 +520,15 @@ def get_staff(staff_id: uuid.UUID) -> StaffUser:
     return get_or_404(StaffUser, staff_id, object_type="staff_user")
 
 
-def list_staff(*, page: int, size: int, role: str | None = None, institution_id: uuid.UUID | None = None,
-               q: str | None = None, is_active: bool | None = None) -> Page[StaffUser]:
+def list_staff(
+    *,
+    page: int,
+    size: int,
+    role: str | None = None,
+    institution_id: uuid.UUID | None = None,
+    q: str | None = None,
+    is_active: bool | None = None,
+) -> Page[StaffUser]:
     statement: Select[Any] = select(StaffUser).order_by(StaffUser.institution_id, StaffUser.username)
     if role:
         statement = statement.where(StaffUser.role == role)
@@ -386,8 +538,10 @@ def list_staff(*, page: int, size: int, role: str | None = None, institution_id:
         statement = statement.where(StaffUser.is_active.is_(is_active))
     if q:
         term = q.strip()
-        conditions = [StaffUser.name.contains(term, autoescape=True),
-                      StaffUser.username.contains(term.lower(), autoescape=True)]
+        conditions = [
+            StaffUser.name.contains(term, autoescape=True),
+            StaffUser.username.contains(term.lower(), autoescape=True),
+        ]
         if re.fullmatch(r"\+?\d{11,13}", term):
             conditions.append(StaffUser.phone_bidx == blind_index(term, "phone"))
         statement = statement.where(or_(*conditions))
@@ -399,12 +553,22 @@ def _not_self(actor: Principal, user: StaffUser) -> None:
         raise PermissionDenied("不能修改自己的角色或状态，请联系其他管理员", code="self_administration")
 
 
+def _check_administrable(actor: Principal, user: StaffUser, message: str) -> None:
+    """A centre admin administers only the roles it may grant, never a peer admin or an auditor."""
+    if actor.role == Role.CENTRE_ADMIN and user.role not in CENTRE_GRANTABLE:
+        raise PermissionDenied(message, code="role_not_grantable")
+
+
 def update_staff(actor: Principal, staff_id: uuid.UUID, changes: dict[str, Any]) -> StaffUser:
     user = get_or_404(StaffUser, staff_id, object_type="staff_user", action="update")
+    if user.id != actor.id:
+        _check_administrable(actor, user, "社康中心管理员不能修改该人员的资料")
     before = {"name": user.name}
     for field in ("name", "phone"):
         if field in changes:
-            setattr(user, field, changes[field].strip() if isinstance(changes[field], str) else changes[field])
+            setattr(
+                user, field, changes[field].strip() if isinstance(changes[field], str) else changes[field]
+            )
     _history(user, actor.id, "staff_updated", before, {"name": user.name}, None)
     return user
 
@@ -434,14 +598,22 @@ def set_active(actor: Principal, staff_id: uuid.UUID, *, active: bool, reason: s
     user.is_active = active
     if not active:
         revoke_all_sessions(user.id, "user_disabled")
-    _history(user, actor.id, "staff_enabled" if active else "staff_disabled",
-             {"is_active": not active}, {"is_active": active}, reason)
+    _history(
+        user,
+        actor.id,
+        "staff_enabled" if active else "staff_disabled",
+        {"is_active": not active},
+        {"is_active": active},
+        reason,
+    )
     return user
 
 
 def unlock(actor: Principal, staff_id: uuid.UUID, *, reset_password: str | None, reason: str) -> StaffUser:
     user = get_or_404(StaffUser, staff_id, object_type="staff_user", action="update")
     _not_self(actor, user)
+    # Resetting a peer admin's password would let one centre admin log in as another.
+    _check_administrable(actor, user, "社康中心管理员不能解锁或重置该人员的密码")
     user.locked_until = None
     user.failed_login_count = 0
     if reset_password is not None:
@@ -465,10 +637,17 @@ def unmask(actor: Principal, staff_id: uuid.UUID, *, field: str, reason: str, no
     if not actor.can("pii:unmask"):
         raise PermissionDenied("您没有查看完整个人信息的权限", code="unmask_not_permitted")
     if reason == "other" and not (note and note.strip()):
-        raise BusinessRuleViolation("原因为“其他”时须填写说明", code="unmask_note_required",
-                                    errors={"note": ["请填写查看原因"]})
+        raise BusinessRuleViolation(
+            "原因为“其他”时须填写说明", code="unmask_note_required", errors={"note": ["请填写查看原因"]}
+        )
     user = get_or_404(StaffUser, staff_id, object_type="staff_user")
-    audit.record("unmask", "staff_user", user.id, institution_id=user.institution_id,
-                 purpose=f"{reason}:{(note or '').strip()[:150]}", detail={"field": field})
+    audit.record(
+        "unmask",
+        "staff_user",
+        user.id,
+        institution_id=user.institution_id,
+        purpose=f"{reason}:{(note or '').strip()[:150]}",
+        detail={"field": field},
+    )
     value: str | None = getattr(user, field)
     return value

@@ -40,7 +40,7 @@ class ErrorSchema(Schema):
     )
 
 
-class Api(flask_smorest.Api):
+class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException) -> ResponseReturnValue:
@@ -56,7 +56,7 @@ class AuthSpec:
     during_password_change: bool = False
 
 
-class Blueprint(flask_smorest.Blueprint):
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
     def auth(
         self,
         roles: Iterable[str] | None = None,
@@ -105,12 +105,15 @@ class Blueprint(flask_smorest.Blueprint):
                 "in": "header",
                 "name": idempotency.HEADER,
                 "required": True,
-                "description": "Unique per operation (8-255 of A-Z a-z 0-9 _ . : -); reuse it to retry safely.",
+                "description": (
+                    "Unique per operation (8-255 of A-Z a-z 0-9 _ . : -); reuse it to retry safely."
+                ),
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{8,255}$"},
             }
             documented = self.doc(parameters=[parameter])(wrapped)
-            return cast(F, self.alt_response(409, response="DEFAULT_ERROR", description="相同请求处理中")(
-                documented))
+            return cast(
+                F, self.alt_response(409, response="DEFAULT_ERROR", description="相同请求处理中")(documented)
+            )
 
         return decorator
 

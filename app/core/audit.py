@@ -98,9 +98,9 @@ def append_only_ddl(dialect: str) -> list[str]:
 
 
 for _statement in _PG_APPEND_ONLY:
-    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]
 for _statement in _SQLITE_APPEND_ONLY:
-    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -149,8 +149,11 @@ def record(
         actor_kind=principal.kind if principal else ("anonymous" if in_request else "system"),
         actor_id=_text(principal.id) if principal else None,
         role=principal.role if principal else None,
-        institution_id=_text(institution_id if institution_id is not None else
-                             (principal.institution_id if principal else None)),
+        institution_id=_text(
+            institution_id
+            if institution_id is not None
+            else (principal.institution_id if principal else None)
+        ),
         subject_resident_id=_text(resident_id),
         object_type=object_type,
         object_id=_text(object_id),
@@ -161,7 +164,12 @@ def record(
         client_address=request.remote_addr if in_request else None,
         detail=dict(detail or {}),
     )
-    db.session.info.setdefault(_PENDING, []).append(pending)
+    session = db.session()
+    if not session.in_transaction():
+        # Pending events belong to a transaction. Begin it now: rolling back a session that never
+        # began one fires no rollback event, and the events would survive into the next commit.
+        session.begin()
+    session.info.setdefault(_PENDING, []).append(pending)
     if durable and has_app_context():
         g.setdefault("audit_durable", []).append(pending)
 
@@ -246,15 +254,25 @@ class ChainProblem:
 
 
 def verify_chain(session: Session, key: bytes, batch: int = 5000) -> Iterator[ChainProblem]:
-    """Walk the chain in `seq` order and yield every inconsistency."""
+    """Walk the chain in `seq` order and yield every inconsistency.
+
+    Rows are read from the database even when `session` already holds them (`populate_existing`):
+    the verifier must check what is stored, not what this session remembers having written.
+    """
     expected_seq = 1
     prev = GENESIS
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch))
+    rows = session.execute(
+        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch, populate_existing=True)
+    )
     for row in rows.scalars():
         if row.seq != expected_seq:
-            yield ChainProblem(expected_seq, None, f"rows {expected_seq}..{row.seq - 1} are missing (deleted?)")
+            yield ChainProblem(
+                expected_seq, None, f"rows {expected_seq}..{row.seq - 1} are missing (deleted?)"
+            )
         if row.prev_hash != prev:
-            yield ChainProblem(row.seq, row.id, "prev_hash does not match the previous row (deleted or edited?)")
+            yield ChainProblem(
+                row.seq, row.id, "prev_hash does not match the previous row (deleted or edited?)"
+            )
         if chain_hash(key, row.prev_hash, row, row.seq) != row.row_hash:
             yield ChainProblem(row.seq, row.id, "row content does not match its hash (edited)")
         prev = row.row_hash

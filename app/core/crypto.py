@@ -14,6 +14,7 @@ domain-separated by kind, for exact lookup only. Never index low-cardinality fie
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -27,6 +28,8 @@ from sqlalchemy import Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 
 _PREFIX = "v1"
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
 
 
 class CryptoError(RuntimeError):
@@ -60,7 +63,7 @@ class Keyring:
         return cls(keys, active_id, blind_index_key.encode())
 
     def encrypt(self, plaintext: str, context: str) -> str:
-        nonce = os.urandom(12)
+        nonce = os.urandom(_NONCE_BYTES)
         sealed = AESGCM(self.keys[self.active_key_id]).encrypt(nonce, plaintext.encode(), context.encode())
         token = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
         return f"{_PREFIX}:{self.active_key_id}:{token}"
@@ -72,9 +75,15 @@ class Keyring:
             raise CryptoError("not a field ciphertext") from exc
         if prefix != _PREFIX or key_id not in self.keys:
             raise CryptoError(f"unknown ciphertext version or key id {key_id!r}")
-        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         try:
-            plain = AESGCM(self.keys[key_id]).decrypt(blob[:12], blob[12:], context.encode())
+            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise CryptoError("ciphertext is not valid base64url") from exc
+        if len(blob) < _NONCE_BYTES + _TAG_BYTES:
+            raise CryptoError("ciphertext is truncated")
+        try:
+            nonce, sealed = blob[:_NONCE_BYTES], blob[_NONCE_BYTES:]
+            plain = AESGCM(self.keys[key_id]).decrypt(nonce, sealed, context.encode())
         except InvalidTag as exc:
             raise CryptoError("ciphertext failed authentication") from exc
         return plain.decode()
@@ -105,6 +114,7 @@ def keyring() -> Keyring:
 
 # --- normalisation for blind indexes ---------------------------------------------------------
 
+
 def normalise(value: str, kind: str) -> str:
     text = re.sub(r"\s+", "", value)
     if kind == "id_number":
@@ -126,6 +136,7 @@ def blind_index(value: str | None, kind: str) -> str | None:
 
 
 # --- the column type ---------------------------------------------------------------------------
+
 
 class EncryptedString(TypeDecorator[str]):
     """A string encrypted at rest. `context` names the column, e.g. ``"staff.phone"``."""
@@ -152,6 +163,7 @@ class EncryptedString(TypeDecorator[str]):
 
 
 # --- masking (DATA-02) -------------------------------------------------------------------------
+
 
 def mask_id_number(value: str | None) -> str | None:
     """身份证号: only the last 4 characters are shown."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
 from flask.globals import app_ctx
@@ -57,7 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), str: String()}
+    type_annotation_map = {datetime: UTCDateTime(), str: String()}  # noqa: RUF012 - SQLAlchemy's API
 
 
 class UUIDPrimaryKey:
@@ -80,7 +80,7 @@ class _BoundDatabase:
 def _scope() -> int:
     # One session per application context (a request, a CLI command, a job).
     try:
-        return id(app_ctx._get_current_object())
+        return id(cast(Any, app_ctx)._get_current_object())
     except RuntimeError:  # pragma: no cover - outside an app context
         import threading
 
@@ -118,7 +118,10 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
 
 class Database:
     def __init__(self) -> None:
-        self.session: scoped_session[Session] = scoped_session(self._new_session, scopefunc=_scope)
+        # Any callable returning a Session will do as the factory; this one resolves the app lazily.
+        self.session: scoped_session[Session] = scoped_session(
+            cast("sessionmaker[Session]", self._new_session), scopefunc=_scope
+        )
 
     def init_app(self, app: Flask) -> None:
         engine = make_engine(
@@ -158,7 +161,12 @@ _ON_COMMIT = "on_commit_hooks"
 
 def on_commit(hook: Callable[[], None]) -> None:
     """Run `hook` after the current transaction commits; drop it if the transaction rolls back."""
-    db.session.info.setdefault(_ON_COMMIT, []).append(hook)
+    session = db.session()
+    if not session.in_transaction():
+        # Begin the transaction the hook belongs to: rolling back a session that never began one
+        # fires no rollback event, and the hook would run at the next, unrelated commit.
+        session.begin()
+    session.info.setdefault(_ON_COMMIT, []).append(hook)
 
 
 def commit() -> None:

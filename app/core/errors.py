@@ -115,8 +115,9 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 }
 
 
-def error_body(status: int, *, code: str | None = None, message: str | None = None,
-               errors: ErrorDetails | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, *, code: str | None = None, message: str | None = None, errors: ErrorDetails | None = None
+) -> dict[str, Any]:
     default_code, default_message = _HTTP_CODES.get(status, ("error", "请求失败"))
     return {
         "code": code or default_code,
@@ -124,6 +125,18 @@ def error_body(status: int, *, code: str | None = None, message: str | None = No
         "message": message or default_message,
         "errors": dict(errors or {}),
     }
+
+
+# The few messages webargs writes itself (marshmallow's are translated by app.core.i18n).
+_WEBARGS_MESSAGES = {"Invalid JSON body.": "请求体不是有效的 JSON"}
+
+
+def _translated(value: Any) -> Any:
+    if isinstance(value, str):
+        return _WEBARGS_MESSAGES.get(value, value)
+    if isinstance(value, list):
+        return [_translated(item) for item in value]
+    return value
 
 
 def _flatten_webargs(messages: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,7 +147,7 @@ def _flatten_webargs(messages: Mapping[str, Any]) -> dict[str, Any]:
             for name, value in fields.items():
                 flat[name if location in ("json", "form", "files") else f"{location}.{name}"] = value
         else:
-            flat[location] = fields
+            flat[location] = _translated(fields)
     return flat
 
 
@@ -160,8 +173,9 @@ def http_error_response(exc: HTTPException) -> tuple[dict[str, Any], int, dict[s
         if first:
             message = f"提交的数据有误：{first}"
     headers: dict[str, str] = {}
-    if status == 405 and getattr(exc, "valid_methods", None):
-        headers["Allow"] = ", ".join(sorted(exc.valid_methods or []))
+    valid_methods = getattr(exc, "valid_methods", None)
+    if status == 405 and valid_methods:
+        headers["Allow"] = ", ".join(sorted(valid_methods))
     return error_body(status, message=message, errors=errors), status, headers
 
 

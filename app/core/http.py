@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
@@ -13,6 +14,7 @@ from sqlalchemy import text
 
 from app.core.api import public_route
 from app.core.db import db
+from app.core.errors import BusinessRuleViolation
 from app.core.redis import get_redis
 
 log = logging.getLogger("luohu.access")
@@ -20,11 +22,95 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # Swagger UI (served from the local swagger-ui-bundle package) needs scripts, styles and images.
-_DOCS_CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; " \
-            "img-src 'self' data:; frame-ancestors 'none'"
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'"
+)
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_READINESS = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Per dependency (database, redis): `ok` or `error: <type>`",
+        },
+    },
+}
+# The health checks are plain Flask views (no auth, no schema machinery); they are documented in
+# the OpenAPI document through the spec options, which apispec merges into the generated paths.
+_HEALTH_PATHS: dict[str, Any] = {
+    "/healthz": {
+        "get": {
+            "tags": ["Health"],
+            "summary": "Liveness: the process answers",
+            "security": [],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                    },
+                    "Alive",
+                )
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "tags": ["Health"],
+            "summary": "Readiness: the database and Redis answer",
+            "security": [],
+            "responses": {"200": _json(_READINESS, "Ready"), "503": _json(_READINESS, "Not ready")},
+        }
+    },
+}
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul_characters() -> None:
+    """NUL characters have no place in any field and PostgreSQL cannot store them: refuse early,
+    naming the fields, before any handler runs."""
+    errors: dict[str, list[str]] = {}
+    for name, value in request.args.items(multi=True):
+        if _has_nul(name) or _has_nul(value):
+            errors[f"query.{name.replace(chr(0), '')}"] = ["不能包含空字符"]
+    if request.mimetype == "application/json" and (request.content_length or 0) > 0:
+        body = request.get_json(silent=True, cache=True)
+        if isinstance(body, dict):
+            for key, value in body.items():
+                if _has_nul(key) or _has_nul(value):
+                    errors[key.replace("\x00", "")] = ["不能包含空字符"]
+        elif _has_nul(body):
+            errors["_schema"] = ["不能包含空字符"]
+    if errors:
+        raise BusinessRuleViolation(
+            "提交的内容含有不可见的空字符（NUL），请删除后重试：" + "、".join(errors),
+            code="invalid_characters",
+            errors=errors,
+        )
 
 
 def init_app(app: Flask) -> None:
+    spec_options = app.config.setdefault("API_SPEC_OPTIONS", {})
+    spec_options.setdefault("paths", {}).update(_HEALTH_PATHS)
     origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
     CORS(
         app,
@@ -39,6 +125,7 @@ def init_app(app: Flask) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
+        _refuse_nul_characters()
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -80,12 +167,12 @@ def init_app(app: Flask) -> None:
             db.session.execute(text("SELECT 1"))
             db.session.rollback()
             checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+        except Exception as exc:  # readiness reports any failure
             checks["database"] = f"error: {type(exc).__name__}"
         try:
             get_redis().ping()
             checks["redis"] = "ok"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
         return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503

@@ -7,9 +7,11 @@ here changes every schema in the project without touching a single field definit
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
-_FIELD_MESSAGES: dict[type[fields.Field], dict[str, str]] = {
+_FIELD_MESSAGES: dict[type[fields.Field[Any]], dict[str, str]] = {
     fields.Field: {
         "required": "此项必填",
         "null": "不能为空",

@@ -24,7 +24,7 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import Response, current_app, request
-from sqlalchemy import Index, String, Text, UniqueConstraint, delete, select, text
+from sqlalchemy import CursorResult, Index, String, Text, UniqueConstraint, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
+_IN_PROGRESS_MESSAGE = "相同的请求正在处理中，请稍候查询结果，不要重复提交"
 
 
 class IdempotencyKey(Base):
@@ -96,7 +97,7 @@ def _check_existing(row: IdempotencyKey, fingerprint: str) -> Response:
         )
     if row.status == COMPLETED:
         return _replay(row)
-    raise Conflict("相同的请求正在处理中，请稍候查询结果，不要重复提交", code="idempotency_in_progress")
+    raise Conflict(_IN_PROGRESS_MESSAGE, code="idempotency_in_progress")
 
 
 def begin(owner: str, key: str, fingerprint: str) -> Response | IdempotencyKey:
@@ -105,7 +106,7 @@ def begin(owner: str, key: str, fingerprint: str) -> Response | IdempotencyKey:
     if session.get_bind().dialect.name == "postgresql":
         lock_id = zlib.crc32(f"{owner}\x00{key}".encode()) - 2**31
         if not session.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id}).scalar():
-            raise Conflict("相同的请求正在处理中，请稍候查询结果，不要重复提交", code="idempotency_in_progress")
+            raise Conflict(_IN_PROGRESS_MESSAGE, code="idempotency_in_progress")
     now = clock.now()
     existing = _find(owner, key)
     if existing is not None and existing.expires_at <= now:
@@ -115,8 +116,14 @@ def begin(owner: str, key: str, fingerprint: str) -> Response | IdempotencyKey:
     if existing is not None:
         return _check_existing(existing, fingerprint)
     ttl = timedelta(hours=int(current_app.config["IDEMPOTENCY_TTL_HOURS"]))
-    row = IdempotencyKey(owner=owner, key=key, request_hash=fingerprint, status=IN_PROGRESS,
-                         created_at=now, expires_at=now + ttl)
+    row = IdempotencyKey(
+        owner=owner,
+        key=key,
+        request_hash=fingerprint,
+        status=IN_PROGRESS,
+        created_at=now,
+        expires_at=now + ttl,
+    )
     session.add(row)
     try:
         session.flush()
@@ -162,6 +169,7 @@ def idempotent(func: F) -> F:
 
 def purge_expired() -> int:
     """Periodic job: forget keys past their lifetime."""
-    deleted = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= clock.now())).rowcount
+    result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= clock.now()))
+    deleted = cast("CursorResult[Any]", result).rowcount
     commit()
     return int(deleted or 0)

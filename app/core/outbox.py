@@ -16,9 +16,10 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Index, String, Text, or_, select, update
+from sqlalchemy import JSON, CursorResult, Index, String, Text, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core import clock
@@ -65,8 +66,9 @@ def handler(topic: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def enqueue(topic: str, payload: dict[str, Any], *, dedupe_key: str,
-            delay: timedelta | None = None) -> OutboxMessage:
+def enqueue(
+    topic: str, payload: dict[str, Any], *, dedupe_key: str, delay: timedelta | None = None
+) -> OutboxMessage:
     """Write a message in the current transaction; schedule its delivery after commit.
 
     The same dedupe key twice yields the first message (the side effect happens once).
@@ -85,7 +87,15 @@ def enqueue(topic: str, payload: dict[str, Any], *, dedupe_key: str,
         dedupe_key=dedupe_key,
         next_attempt_at=clock.now() + (delay or timedelta(0)),
     )
-    db.session.add(message)
+    try:
+        # A savepoint: a concurrent transaction that wrote the same key first makes this insert fail
+        # (on PostgreSQL after waiting for it to commit); the message then exists once, as intended.
+        with db.session.begin_nested():
+            db.session.add(message)
+    except IntegrityError:
+        return db.session.execute(
+            select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
+        ).scalar_one()
     if delay is None:
         from app import jobs
 
@@ -102,7 +112,7 @@ def deliver(message_id: str) -> str:
     """Job: deliver one message if it is due and nobody else holds it. Returns the outcome."""
     now = clock.now()
     mid = uuid.UUID(message_id)
-    claimed = db.session.execute(
+    result = db.session.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == mid,
@@ -112,7 +122,8 @@ def deliver(message_id: str) -> str:
         )
         .values(locked_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
+    claimed = cast("CursorResult[Any]", result).rowcount
     commit()
     if claimed != 1:
         return "skipped"
@@ -120,7 +131,7 @@ def deliver(message_id: str) -> str:
     db.session.refresh(message)
     try:
         _HANDLERS[message.topic](dict(message.payload), message.dedupe_key)
-    except Exception as exc:  # noqa: BLE001 - any failure is retried, then parked as dead
+    except Exception as exc:  # any failure is retried, then parked as dead
         db.session.rollback()
         message = db.session.get_one(OutboxMessage, mid)
         message.last_error = scrub(f"{type(exc).__name__}: {exc}")[:2000]

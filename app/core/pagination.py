@@ -16,10 +16,16 @@ T = TypeVar("T")
 
 
 class PageArgsSchema(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000),
-                          metadata={"description": "Page number, from 1"})
-    size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
-                          metadata={"description": f"Items per page, at most {MAX_PAGE_SIZE}"})
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(min=1, max=100_000),
+        metadata={"description": "Page number, from 1"},
+    )
+    size = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"Items per page, at most {MAX_PAGE_SIZE}"},
+    )
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,9 @@ class Page(Generic[T]):
 def paginate(statement: Select[Any], page: int, size: int) -> Page[Any]:
     """Run `statement` for one page; the total counts the same filtered rows."""
     total = db.session.execute(
-        select(func.count()).select_from(statement.order_by(None).subquery())
+        select(func.count())
+        .select_from(statement.order_by(None).subquery())
+        .execution_options(**statement.get_execution_options())  # e.g. skip_centre_scope
     ).scalar_one()
     items = list(db.session.execute(statement.limit(size).offset((page - 1) * size)).scalars())
     return Page(items, page, size, total)

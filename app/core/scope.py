@@ -15,9 +15,15 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import ForeignKey, select
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, declared_attr, mapped_column, with_loader_criteria
-from sqlalchemy import event
+from sqlalchemy import ForeignKey, event, select
+from sqlalchemy.orm import (
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    with_loader_criteria,
+)
 
 from app.core import audit
 from app.core.auth import current_principal
@@ -31,7 +37,7 @@ class CentreScoped:
     """Mixin: the row belongs to one 社康中心 (institution)."""
 
     @declared_attr
-    def institution_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+    def institution_id(cls) -> Mapped[uuid.UUID]:
         return mapped_column(ForeignKey("institutions.id"), index=True)
 
 
@@ -71,16 +77,20 @@ def get_or_404(model: type[M], object_id: Any, *, object_type: str | None = None
     if found is not None:
         return found
     if issubclass(model, CentreScoped) and scoped_institution_id() is not None:
+        owner = model.institution_id
         elsewhere = db.session.execute(
-            select(pk).where(pk == object_id).execution_options(**{SKIP_SCOPE: True})
+            select(owner).where(pk == object_id).execution_options(**{SKIP_SCOPE: True})
         ).first()
         if elsewhere is not None:
+            # Filed under the caller's centre; the centre that owns the object is in the detail, so
+            # its auditors find the attempt too (app/audit/services.py searches both).
             audit.record(
                 action,
-                object_type or getattr(model, "__tablename__", model.__name__),
+                str(object_type or getattr(model, "__tablename__", model.__name__)),
                 object_id,
                 result=audit.DENIED,
                 purpose="cross_centre_access",
+                detail={"target_institution_id": str(elsewhere[0])},
                 durable=True,
             )
     raise NotFound()

@@ -17,7 +17,9 @@ from app.institutions.schemas import (
     StreetSchema,
 )
 
-blp = Blueprint("institutions", __name__, url_prefix="/api/v1", description="Centres, streets and communities")
+blp = Blueprint(
+    "institutions", __name__, url_prefix="/api/v1", description="Centres, streets and communities"
+)
 
 
 @blp.route("/institutions", methods=["GET"])

@@ -50,5 +50,7 @@ class InstitutionUpdateSchema(Schema):
     address = fields.String(validate=validate.Length(min=2, max=200))
     longitude = fields.Float(allow_none=True, validate=validate.Range(*LONGITUDE_RANGE))
     latitude = fields.Float(allow_none=True, validate=validate.Range(*LATITUDE_RANGE))
-    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^[0-9+\-() ]{5,32}$", error="电话格式不正确"))
+    phone = fields.String(
+        allow_none=True, validate=validate.Regexp(r"^[0-9+\-() ]{5,32}$", error="电话格式不正确")
+    )
     opening_hours = fields.String(allow_none=True, validate=validate.Length(max=500))

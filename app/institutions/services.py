@@ -19,8 +19,17 @@ from app.core.errors import NotFound
 from app.core.pagination import Page, paginate
 from app.institutions.models import STREETS, Community, Institution, Street
 
-CSV_COLUMNS = ("his_code", "name", "street", "community", "address", "longitude", "latitude", "phone",
-               "opening_hours")
+CSV_COLUMNS = (
+    "his_code",
+    "name",
+    "street",
+    "community",
+    "address",
+    "longitude",
+    "latitude",
+    "phone",
+    "opening_hours",
+)
 # Luohu lies roughly within these bounds; coordinates outside are typing mistakes.
 LONGITUDE_RANGE = (113.9, 114.4)
 LATITUDE_RANGE = (22.4, 22.8)
@@ -47,7 +56,9 @@ def _community(street: Street, name: str) -> Community:
     highest = db.session.execute(
         select(func.max(Community.code)).where(Community.street_id == street.id)
     ).scalar_one_or_none()
-    community = Community(id=uuid.uuid4(), street_id=street.id, code=f"{int(highest or 0) + 1:03d}", name=name)
+    community = Community(
+        id=uuid.uuid4(), street_id=street.id, code=f"{int(highest or 0) + 1:03d}", name=name
+    )
     db.session.add(community)
     db.session.flush()
     return community
@@ -74,8 +85,13 @@ def _coordinate(raw: str, bounds: tuple[float, float], label: str) -> float | No
 
 def _validated(row: Mapping[str, str], streets: Mapping[str, Street]) -> dict[str, Any]:
     values = {k: (row.get(k) or "").strip() for k in CSV_COLUMNS}
-    for required, label in (("his_code", "HIS 机构编码"), ("name", "名称"), ("street", "街道"),
-                            ("community", "社区"), ("address", "地址")):
+    for required, label in (
+        ("his_code", "HIS 机构编码"),
+        ("name", "名称"),
+        ("street", "街道"),
+        ("community", "社区"),
+        ("address", "地址"),
+    ):
         if not values[required]:
             raise ValueError(f"缺少{label}")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", values["his_code"]):
@@ -100,7 +116,9 @@ def read_centre_csv(text: str) -> tuple[list[tuple[int, dict[str, str]]], bool]:
     """Rows with their line numbers, and whether the file declares itself demo data (`# demo`)."""
     lines = text.lstrip("\ufeff").splitlines()
     demo = any(line.startswith("#") and "demo" in line.lower() for line in lines)
-    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.startswith("#")]
+    numbered = [
+        (n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.startswith("#")
+    ]
     if not numbered:
         return [], demo
     reader = csv.DictReader(io.StringIO("\n".join(line for _, line in numbered)))
@@ -115,27 +133,37 @@ def import_centres(rows: Iterable[tuple[int, Mapping[str, str]]], *, demo: bool)
     """Create or update centres by HIS code. Bad rows are reported by line and skipped."""
     report = ImportReport()
     streets = ensure_streets()
+    seen_codes: dict[str, int] = {}
     for line, row in rows:
         try:
             values = _validated(row, streets)
         except ValueError as exc:
             report.errors.append((line, str(exc)))
             continue
-        street: Street = values.pop("street")
-        community = _community(street, values.pop("community"))
+        # The same code twice in one file would silently overwrite the first row.
+        if values["his_code"] in seen_codes:
+            first = seen_codes[values["his_code"]]
+            report.errors.append((line, f"HIS 机构编码与第 {first} 行重复：{values['his_code']}"))
+            continue
         centre = db.session.execute(
             select(Institution).where(Institution.his_code == values["his_code"])
         ).scalar_one_or_none()
         clash = db.session.execute(
-            select(Institution.id).where(Institution.name == values["name"],
-                                         Institution.his_code != values["his_code"])
+            select(Institution.id).where(
+                Institution.name == values["name"], Institution.his_code != values["his_code"]
+            )
         ).first()
         if clash:
             report.errors.append((line, f"名称与另一家中心重复：{values['name']}"))
             continue
+        seen_codes[values["his_code"]] = line
+        # Only after every check: a rejected row must not leave a new community behind.
+        street: Street = values.pop("street")
+        community = _community(street, values.pop("community"))
         if centre is None:
-            centre = Institution(id=uuid.uuid4(), street_id=street.id, community_id=community.id, is_demo=demo,
-                                 **values)
+            centre = Institution(
+                id=uuid.uuid4(), street_id=street.id, community_id=community.id, is_demo=demo, **values
+            )
             db.session.add(centre)
             report.created += 1
         else:
@@ -144,19 +172,30 @@ def import_centres(rows: Iterable[tuple[int, Mapping[str, str]]], *, demo: bool)
             centre.street_id, centre.community_id, centre.is_demo = street.id, community.id, demo
             report.updated += 1
         db.session.flush()
-    audit.record("import", "institution", None, detail={"created": report.created, "updated": report.updated,
-                                                        "errors": len(report.errors)})
+    audit.record(
+        "import",
+        "institution",
+        None,
+        detail={"created": report.created, "updated": report.updated, "errors": len(report.errors)},
+    )
     return report
 
 
-def list_institutions(*, page: int, size: int, street_id: uuid.UUID | None = None,
-                      q: str | None = None) -> Page[Institution]:
-    statement: Select[Any] = select(Institution).where(Institution.is_active.is_(True)).order_by(Institution.his_code)
+def list_institutions(
+    *, page: int, size: int, street_id: uuid.UUID | None = None, q: str | None = None
+) -> Page[Institution]:
+    statement: Select[Any] = (
+        select(Institution).where(Institution.is_active.is_(True)).order_by(Institution.his_code)
+    )
     if street_id:
         statement = statement.where(Institution.street_id == street_id)
     if q:
-        statement = statement.where(or_(Institution.name.contains(q, autoescape=True),
-                                        Institution.address.contains(q, autoescape=True)))
+        statement = statement.where(
+            or_(
+                Institution.name.contains(q, autoescape=True),
+                Institution.address.contains(q, autoescape=True),
+            )
+        )
     return paginate(statement, page, size)
 
 
@@ -167,16 +206,31 @@ def get_institution(institution_id: uuid.UUID) -> Institution:
     return centre
 
 
-def update_institution(actor: Principal, institution_id: uuid.UUID, changes: Mapping[str, Any]) -> Institution:
+def update_institution(
+    actor: Principal, institution_id: uuid.UUID, changes: Mapping[str, Any]
+) -> Institution:
     """District admins edit any centre; a centre admin edits only their own (404 otherwise)."""
-    if not actor.is_district and actor.institution_id != institution_id:
-        audit.record("update", "institution", institution_id, result=audit.DENIED,
-                     purpose="cross_centre_access", durable=True)
-        raise NotFound("未找到该社康中心")
     centre = get_institution(institution_id)
+    if not actor.is_district and actor.institution_id != centre.id:
+        # Answered like a missing centre; audited as a denied access to an existing one.
+        audit.record(
+            "update",
+            "institution",
+            centre.id,
+            result=audit.DENIED,
+            purpose="cross_centre_access",
+            durable=True,
+        )
+        raise NotFound("未找到该社康中心")
     for key, value in changes.items():
         setattr(centre, key, value)
-    audit.record("update", "institution", centre.id, institution_id=centre.id, detail={"fields": sorted(changes)})
+    # The public doctor library shows centre addresses and opening hours.
+    from app.doctors.services.library_cache import invalidate as invalidate_doctor_library
+
+    invalidate_doctor_library()
+    audit.record(
+        "update", "institution", centre.id, institution_id=centre.id, detail={"fields": sorted(changes)}
+    )
     return centre
 
 

@@ -1,0 +1,1 @@
+"""Loopback emulators of external APIs, for tests and demos. Never used in production."""

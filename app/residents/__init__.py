@@ -1,0 +1,1 @@
+"""Residents (居民): registration, households, guardians, consent, transfer between centres."""

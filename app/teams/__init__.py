@@ -1,0 +1,1 @@
+"""Family-doctor teams of a centre: members with typed roles, the signing rule, capacity."""

@@ -1,0 +1,557 @@
+"""API-01: the generated BOLA matrix over every route that takes an object id.
+
+For every route in `app.url_map` with a `uuid` path parameter, the objects are built in centre A
+and the route is called with a token for every centre role (and a centre-level auditor):
+
+- staff of centre B: 403 where the route does not admit the role at all (its declared roles, read
+  from `app.core.api.route_auth_specs`), otherwise 404 exactly like a missing object, never 2xx;
+  each such 404 leaves one `denied` audit row;
+- staff of centre A: the declared roles get 2xx or a 4xx that is not 404 (the isolation never
+  hides their own centre's objects from them); the others get 403;
+- a district admin: 2xx on reads, and never 404 on writes.
+
+Writes get a body that passes validation (BODIES), so a 404 comes from the object lookup and not
+from a 422 that would hide whether the lookup leaks. A new route with an id parameter fails
+`test_every_id_parameter_has_a_factory` until its factory (and body) is registered here.
+
+Not covered here: resident tokens (R1 against R2's objects) on `/mp/v1`, which belong to the
+mini-program's own tests.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from app import create_app
+from app.accounts.models import StaffUser
+from app.core import clock
+from app.core.api import AuthSpec, route_auth_specs
+from app.core.audit import AuditEvent
+from app.core.auth import Role
+from app.core.db import commit, db
+from app.institutions.models import Institution
+from tests.audit.support import Http
+from tests.factories import make_centre, make_staff, token_for
+
+CENTRE_ROLES: list[Role] = [r for r in Role if r is not Role.DISTRICT_ADMIN]  # incl. a centre-level auditor
+UUID_PARAM = re.compile(r"<uuid:(\w+)>")
+ANY_PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class World:
+    """The objects of one centre that the routes' ids point at, built on first use and consistent
+    with each other (the consent belongs to the resident, the resident is a member of the household,
+    the member belongs to the team)."""
+
+    def __init__(self, centre: Institution) -> None:
+        self.centre = centre
+
+    @cached_property
+    def staff(self) -> StaffUser:
+        return make_staff(Role.DOCTOR, self.centre)
+
+    # residents -------------------------------------------------------------------------------
+
+    @cached_property
+    def resident(self) -> Any:
+        from tests.factories_residents import make_resident
+
+        return make_resident(self.centre)
+
+    @cached_property
+    def another_resident(self) -> Any:
+        """Not in any household; an adult who may act as a guardian."""
+        from tests.factories_residents import make_resident
+
+        return make_resident(self.centre, birth_date=date(1980, 3, 1))
+
+    @cached_property
+    def household_head(self) -> Any:
+        from tests.factories_residents import make_resident
+
+        return make_resident(self.centre, birth_date=date(1970, 5, 1))
+
+    @cached_property
+    def household(self) -> Any:
+        """Headed by `household_head`, with `resident` as an ordinary member."""
+        from tests.factories_residents import make_household
+
+        return make_household(self.household_head, (self.resident, "child"))
+
+    @cached_property
+    def consent(self) -> Any:
+        from tests.factories_residents import make_consent
+
+        return make_consent(self.resident)
+
+    @cached_property
+    def family_binding(self) -> Any:
+        """A WeChat user acting for the resident (parent)."""
+        from app.mp_accounts.models import MpBinding, MpUser
+
+        user = MpUser(id=uuid.uuid4(), openid=f"o-test-{uuid.uuid4().hex}")
+        db.session.add(user)
+        commit()
+        binding = MpBinding(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            resident_id=self.resident.id,
+            relationship="parent",
+            status="active",
+            verified_at=clock.now(),
+        )
+        db.session.add(binding)
+        commit()
+        return binding
+
+    # doctors and teams ---------------------------------------------------------------------------
+
+    @cached_property
+    def doctor(self) -> Any:
+        """Approved, with a photo."""
+        import hashlib
+
+        from app.doctors.models import DoctorPhoto
+        from tests.factories_doctors import make_doctor
+
+        doctor = make_doctor(self.centre)
+        data = _png()[0].getvalue()
+        db.session.add(
+            DoctorPhoto(
+                doctor_id=doctor.id,
+                content_type="image/png",
+                data=data,
+                size=len(data),
+                width=64,
+                height=64,
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+        )
+        commit()
+        return doctor
+
+    @cached_property
+    def another_doctor(self) -> Any:
+        """Approved, in no team."""
+        from tests.factories_doctors import make_doctor
+
+        return make_doctor(self.centre)
+
+    @cached_property
+    def team(self) -> Any:
+        """A GP leader and a nurse."""
+        from tests.factories_doctors import make_team
+
+        return make_team(self.centre)
+
+    @cached_property
+    def team_member(self) -> Any:
+        """The nurse of `team` (not the leader)."""
+        from app.teams.models import TeamMember
+
+        return db.session.execute(
+            select(TeamMember).where(TeamMember.team_id == self.team.id, TeamMember.is_leader.is_(False))
+        ).scalar_one()
+
+    @cached_property
+    def mi_import(self) -> Any:
+        """An imported medical-insurance doctor list: district-wide, it belongs to no centre."""
+        from app.doctors.models import MiImportBatch
+
+        batch = MiImportBatch(
+            id=uuid.uuid4(), filename="医保医师名单.csv", file_format="csv", file_sha256="0" * 64
+        )
+        db.session.add(batch)
+        commit()
+        return batch
+
+
+# Path parameter -> the id of that object in a centre's world.
+ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
+    "staff_id": lambda w: w.staff.id,
+    "institution_id": lambda w: w.centre.id,
+    "resident_id": lambda w: w.resident.id,
+    "household_id": lambda w: w.household.id,
+    "consent_id": lambda w: w.consent.id,
+    "binding_id": lambda w: w.family_binding.id,
+    "doctor_id": lambda w: w.doctor.id,
+    "team_id": lambda w: w.team.id,
+    "member_id": lambda w: w.team_member.id,
+    "import_id": lambda w: w.mi_import.id,
+}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A multipart body (form fields and files) instead of JSON."""
+
+    fields: dict[str, Any]
+
+
+def _png() -> tuple[io.BytesIO, str]:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(buffer, format="PNG")
+    buffer.seek(0)
+    return buffer, "photo.png"
+
+
+Body = Callable[[World], "dict[str, Any] | Upload"]
+# (method, rule) -> a request body that passes the route's schema (ids in it point into the same world).
+BODIES: dict[tuple[str, str], Body] = {
+    # accounts and institutions
+    ("PATCH", "/api/v1/staff/<uuid:staff_id>"): lambda w: {"name": "改名测试"},
+    ("POST", "/api/v1/staff/<uuid:staff_id>/role"): lambda w: {"role": "nurse", "reason": "矩阵测试"},
+    ("POST", "/api/v1/staff/<uuid:staff_id>/disable"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/staff/<uuid:staff_id>/enable"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/staff/<uuid:staff_id>/unlock"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/staff/<uuid:staff_id>/unmask"): lambda w: {
+        "field": "phone",
+        "reason": "verify_identity",
+    },
+    ("PATCH", "/api/v1/institutions/<uuid:institution_id>"): lambda w: {"opening_hours": "08:00-17:00"},
+    # residents and households
+    ("PATCH", "/api/v1/residents/<uuid:resident_id>"): lambda w: {
+        "current_address": "深圳市罗湖区矩阵路1号",
+        "reason": "矩阵测试",
+    },
+    ("POST", "/api/v1/residents/<uuid:resident_id>/status"): lambda w: {
+        "status": "moved_out",
+        "effective_date": clock.today_local().isoformat(),
+        "reason": "矩阵测试",
+    },
+    ("POST", "/api/v1/residents/<uuid:resident_id>/transfer"): lambda w: {
+        "to_institution_id": str(w.centre.id),
+        "reason": "矩阵测试",
+    },
+    ("PUT", "/api/v1/residents/<uuid:resident_id>/guardian"): lambda w: {
+        "guardian_id": str(w.another_resident.id),
+        "relationship": "mother",
+    },
+    ("POST", "/api/v1/residents/<uuid:resident_id>/consents"): lambda w: {
+        "purpose": "online_services",
+        "text_version": "1",
+        "granted_by": "self",
+        "channel": "desk",
+    },
+    ("POST", "/api/v1/residents/<uuid:resident_id>/consents/<uuid:consent_id>/revoke"): lambda w: {
+        "revoked_by": "self",
+        "channel": "desk",
+    },
+    ("POST", "/api/v1/residents/<uuid:resident_id>/unmask"): lambda w: {
+        "field": "phone",
+        "reason": "verify_identity",
+    },
+    ("PUT", "/api/v1/households/<uuid:household_id>/head"): lambda w: {
+        "head_id": str(w.resident.id),
+        "relationships": [{"resident_id": str(w.household_head.id), "relationship": "parent"}],
+    },
+    ("POST", "/api/v1/households/<uuid:household_id>/members"): lambda w: {
+        "resident_id": str(w.another_resident.id),
+        "relationship": "child",
+    },
+    ("PATCH", "/api/v1/households/<uuid:household_id>/members/<uuid:resident_id>"): lambda w: {
+        "relationship": "spouse"
+    },
+    # doctors
+    ("POST", "/api/v1/doctors/<uuid:doctor_id>/resubmit"): lambda w: {
+        "name": "王芳",
+        "sex": "female",
+        "birth_date": "1985-04-01",
+        "phone": "13700001234",
+        "title": "主治医师",
+        "practice_licence_no": f"11044039{uuid.uuid4().int % 10**7:07d}",
+        "practice_scopes": ["全科医学专业"],
+    },
+    ("PATCH", "/api/v1/doctors/<uuid:doctor_id>/profile"): lambda w: {"introduction": "矩阵测试"},
+    ("PUT", "/api/v1/doctors/<uuid:doctor_id>/photo"): lambda w: Upload({"photo": _png()}),
+    ("POST", "/api/v1/doctors/<uuid:doctor_id>/approve"): lambda w: {},
+    ("POST", "/api/v1/doctors/<uuid:doctor_id>/reject"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/doctors/<uuid:doctor_id>/practice-status"): lambda w: {
+        "status": "suspended",
+        "reason": "矩阵测试",
+    },
+    ("PUT", "/api/v1/doctors/<uuid:doctor_id>/mi-code"): lambda w: {
+        "mi_doctor_code": f"D440303{uuid.uuid4().int % 10**6:06d}"
+    },
+    ("PUT", "/api/v1/doctors/<uuid:doctor_id>/capacity"): lambda w: {"capacity_override": 100},
+    ("POST", "/api/v1/doctor-mi-imports/<uuid:import_id>/apply"): lambda w: {},
+    # teams
+    ("PATCH", "/api/v1/teams/<uuid:team_id>"): lambda w: {"description": "矩阵测试"},
+    ("POST", "/api/v1/teams/<uuid:team_id>/dissolve"): lambda w: {"reason": "矩阵测试"},
+    ("PUT", "/api/v1/teams/<uuid:team_id>/capacity"): lambda w: {"capacity_override": 500},
+    ("POST", "/api/v1/teams/<uuid:team_id>/members"): lambda w: {
+        "doctor_id": str(w.another_doctor.id),
+        "role": "specialist",
+    },
+    ("PATCH", "/api/v1/teams/<uuid:team_id>/members/<uuid:member_id>"): lambda w: {"role": "health_manager"},
+    ("POST", "/api/v1/teams/<uuid:team_id>/members/<uuid:member_id>/remove"): lambda w: {
+        "reason": "矩阵测试"
+    },
+}
+WRITES_WITHOUT_BODY = {"DELETE"}
+
+# Reads deliberately open across centres, with the reason. Nothing personal may be listed here.
+CROSS_CENTRE_READABLE: dict[tuple[str, str], str] = {
+    ("GET", "/api/v1/institutions/<uuid:institution_id>"): (
+        "the public directory of centres: the same data GET /api/v1/institutions lists to every role"
+    ),
+    ("GET", "/api/v1/doctor-mi-imports/<uuid:import_id>"): (
+        "a district-wide medical-insurance list belongs to no centre; every centre admin checks against it"
+    ),
+    ("GET", "/api/v1/doctor-mi-imports/<uuid:import_id>/items"): (
+        "the findings of a district-wide list, filtered to the caller's centre (MiReconItem is CentreScoped)"
+    ),
+}
+
+# Public routes with an object id (no token at all): resident-facing directories. They are not
+# part of the staff matrix; their owners test what they may show.
+PUBLIC_ID_ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/mp/v1/doctors/<uuid:doctor_id>"): "the public doctor library of the mini-program",
+    ("GET", "/mp/v1/doctors/<uuid:doctor_id>/photo"): "the public doctor library of the mini-program",
+    ("GET", "/mp/v1/teams/<uuid:team_id>"): "the public team page of the mini-program",
+}
+
+
+def _routes_with_ids() -> list[tuple[str, str]]:
+    """(method, rule) of every non-public route with a uuid path parameter, from a throwaway app."""
+    throwaway = create_app(
+        {"APP_ENV": "test", "DATABASE_URL": "sqlite://", "REDIS_URL": "", "LOG_LEVEL": "WARNING"}
+    )
+    return sorted(
+        (method, rule)
+        for (rule, method), spec in route_auth_specs(throwaway).items()
+        if UUID_PARAM.search(rule) and (method, rule) not in PUBLIC_ID_ROUTES
+    )
+
+
+ROUTES = _routes_with_ids()
+ROUTE_IDS = [f"{m} {r}" for m, r in ROUTES]
+
+
+def _path(rule: str, world: World) -> str:
+    return UUID_PARAM.sub(lambda m: str(ID_FACTORIES[m.group(1)](world)), rule)
+
+
+def _request_body(method: str, rule: str, world: World) -> dict[str, Any]:
+    build = BODIES.get((method, rule))
+    if build is None:
+        return {}
+    body = build(world)
+    if isinstance(body, Upload):
+        return {"data": body.fields, "content_type": "multipart/form-data"}
+    return {"json": body}
+
+
+def _denials(actor: StaffUser) -> list[AuditEvent]:
+    db.session.expire_all()
+    return list(
+        db.session.execute(
+            select(AuditEvent).where(AuditEvent.actor_id == str(actor.id), AuditEvent.result == "denied")
+        ).scalars()
+    )
+
+
+def _call(app: Flask, caller: StaffUser, method: str, rule: str, world: World) -> tuple[str, Any]:
+    path = _path(rule, world)
+    kwargs = _request_body(method, rule, world)
+    response = Http(app, token_for(caller)).request(method, path, **kwargs)
+    return path, response
+
+
+def _snippet(response: Any) -> str:
+    return response.get_data()[:200].decode("utf-8", "replace")
+
+
+def _spec(app: Flask, method: str, rule: str) -> AuthSpec:
+    spec = route_auth_specs(app).get((rule, method))
+    assert spec is not None, f"{method} {rule} has no auth declaration"
+    return spec
+
+
+# --- the registry keeps up with the routes -----------------------------------------------------------
+
+
+def test_the_matrix_found_the_id_routes():
+    rules = {rule for _, rule in ROUTES}
+    assert "/api/v1/staff/<uuid:staff_id>" in rules
+    assert "/api/v1/institutions/<uuid:institution_id>" in rules
+
+
+def test_every_id_parameter_has_a_factory(app):
+    missing = sorted(
+        {
+            (name, f"{method} {rule}")
+            for (rule, method) in route_auth_specs(app)
+            for name in UUID_PARAM.findall(rule)
+            if name not in ID_FACTORIES
+        }
+    )
+    assert not missing, f"register a factory in ID_FACTORIES for: {missing}"
+
+
+def test_every_write_with_an_id_has_a_valid_body_registered(app):
+    specs = route_auth_specs(app)
+    missing = sorted(
+        f"{method} {rule}"
+        for (rule, method) in specs
+        if UUID_PARAM.search(rule)
+        and method not in {"GET", *WRITES_WITHOUT_BODY}
+        and (method, rule) not in BODIES
+    )
+    assert not missing, f"register a minimal valid body in BODIES for: {missing}"
+    stale = sorted(
+        f"{m} {r}" for (m, r) in [*BODIES, *CROSS_CENTRE_READABLE, *PUBLIC_ID_ROUTES] if (r, m) not in specs
+    )
+    assert not stale, f"the registries list routes that no longer exist: {stale}"
+
+
+def test_object_ids_in_paths_use_the_uuid_converter(app):
+    wrong = sorted(
+        f"{method} {rule}"
+        for (rule, method) in route_auth_specs(app)
+        for converter, name in ANY_PARAM.findall(rule)
+        if name.endswith("_id") and converter != "uuid"
+    )
+    assert not wrong, f"object ids must be <uuid:...> path parameters: {wrong}"
+
+
+def test_public_routes_with_object_ids_are_the_declared_directories(app):
+    public = {
+        (m, r)
+        for (r, m), spec in route_auth_specs(app).items()
+        if spec is not None and spec.public and UUID_PARAM.search(r)
+    }
+    assert public == set(PUBLIC_ID_ROUTES), (
+        "a public route with an object id needs a reason in PUBLIC_ID_ROUTES"
+    )
+    assert all(method == "GET" for method, _ in public)
+
+
+# --- the matrix -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "rule"), ROUTES, ids=ROUTE_IDS)
+def test_staff_of_another_centre_get_404_or_403_and_each_404_is_audited(app, method, rule):
+    spec = _spec(app, method, rule)
+    centre_a, centre_b = make_centre(), make_centre()
+    problems: list[str] = []
+    for role in CENTRE_ROLES:
+        world = World(centre_a)
+        caller = make_staff(role, centre_b)
+        path, response = _call(app, caller, method, rule, world)
+        status = response.status_code
+        cell = f"{role.value}@B {method} {path} -> {status} {_snippet(response)}"
+        if role.value not in spec.roles:
+            expected = {403}
+        elif (method, rule) in CROSS_CENTRE_READABLE:
+            expected = {200}
+        else:
+            expected = {404}
+        if status not in expected:
+            problems.append(f"expected {sorted(expected)}: {cell}")
+            continue
+        denials = _denials(caller)
+        if status == 404:
+            path_ids = set(UUID_TEXT.findall(path))
+            if len(denials) != 1 or denials[0].object_id not in path_ids:
+                found = [(d.object_type, d.object_id) for d in denials]
+                problems.append(f"expected one denied audit row for an id of the path, got {found}: {cell}")
+            elif denials[0].institution_id != str(centre_b.id):
+                problems.append(f"the denial is not filed under the caller's centre: {cell}")
+        elif status == 200 and denials:
+            problems.append(f"an allowed read was audited as denied: {cell}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("method", "rule"), ROUTES, ids=ROUTE_IDS)
+def test_staff_of_the_same_centre_are_not_hidden_by_the_isolation(app, method, rule):
+    spec = _spec(app, method, rule)
+    centre_a = make_centre()
+    problems: list[str] = []
+    for role in CENTRE_ROLES:
+        world = World(centre_a)
+        caller = make_staff(role, centre_a)
+        path, response = _call(app, caller, method, rule, world)
+        status = response.status_code
+        cell = f"{role.value}@A {method} {path} -> {status} {_snippet(response)}"
+        if role.value not in spec.roles:
+            if status != 403:
+                problems.append(f"expected 403 (role not declared): {cell}")
+        elif status in (401, 404) or status >= 500:
+            problems.append(f"expected 2xx or a 4xx other than 404: {cell}")
+        elif any(d.purpose == "cross_centre_access" for d in _denials(caller)):
+            problems.append(f"own-centre access audited as cross-centre: {cell}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("method", "rule"), ROUTES, ids=ROUTE_IDS)
+def test_the_district_admin_reaches_every_centre(app, method, rule):
+    spec = _spec(app, method, rule)
+    world = World(make_centre())
+    admin = make_staff(Role.DISTRICT_ADMIN, None)
+    path, response = _call(app, admin, method, rule, world)
+    status = response.status_code
+    cell = f"district_admin {method} {path} -> {status} {_snippet(response)}"
+    if Role.DISTRICT_ADMIN.value not in spec.roles:
+        assert status == 403, cell
+        return
+    if method == "GET":
+        assert 200 <= status < 300, cell
+    else:
+        assert status not in (401, 403, 404) and status < 500, cell
+    # The registered body passed the route's schema: a 404 elsewhere is the lookup, not validation.
+    if (method, rule) in BODIES:
+        assert not (status == 422 and (response.json or {}).get("code") == "validation_error"), cell
+
+
+# --- the exemptions are honest -----------------------------------------------------------------------
+
+
+def test_a_centre_read_across_centres_equals_its_entry_in_the_public_listing(app):
+    world = World(make_centre())
+    caller = make_staff(Role.CASHIER, make_centre())
+    http = Http(app, token_for(caller))
+    one = http.get(f"/api/v1/institutions/{world.centre.id}")
+    listing = http.get("/api/v1/institutions", query_string={"size": 100})
+    assert one.status_code == 200 and listing.status_code == 200
+    [entry] = [item for item in listing.json["items"] if item["id"] == one.json["id"]]
+    assert entry == one.json
+
+
+def test_medical_insurance_findings_are_filtered_to_the_callers_centre(app):
+    from app.doctors.models import MiReconItem
+
+    centre_a, centre_b = make_centre(), make_centre()
+    world = World(centre_a)
+    batch = world.mi_import
+    for n, centre in enumerate((centre_a, centre_b), start=1):
+        db.session.add(
+            MiReconItem(
+                institution_id=centre.id,
+                batch_id=batch.id,
+                seq=n,
+                category="not_in_mi_list",
+                message=f"发现{n}",
+            )
+        )
+    commit()
+    path = f"/api/v1/doctor-mi-imports/{batch.id}/items"
+    seen_by_b = Http(app, token_for(make_staff(Role.CENTRE_ADMIN, centre_b))).get(path)
+    assert seen_by_b.status_code == 200, seen_by_b.json
+    assert [item["message"] for item in seen_by_b.json["items"]] == ["发现2"]
+    seen_by_district = Http(app, token_for(make_staff(Role.DISTRICT_ADMIN, None))).get(path)
+    assert sorted(item["message"] for item in seen_by_district.json["items"]) == ["发现1", "发现2"]
