@@ -13,13 +13,13 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 import flask_smorest
-from flask import Flask, g
+from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from app.core.auth import authenticate
-from app.core.errors import PermissionDenied, http_error_response
+from app.core.errors import BusinessRuleViolation, PermissionDenied, http_error_response
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +38,39 @@ class ErrorSchema(Schema):
         required=True,
         metadata={"description": "Field-level details: field name -> list of Chinese messages"},
     )
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def refuse_nul_characters() -> None:
+    """NUL characters have no place in any field and PostgreSQL cannot store them: refuse early,
+    naming the fields, before any handler runs."""
+    errors: dict[str, list[str]] = {}
+    for name, value in request.args.items(multi=True):
+        if _has_nul(name) or _has_nul(value):
+            errors[f"query.{name.replace(chr(0), '')}"] = ["不能包含空字符"]
+    if request.mimetype == "application/json" and (request.content_length or 0) > 0:
+        body = request.get_json(silent=True, cache=True)
+        if isinstance(body, dict):
+            for key, value in body.items():
+                if _has_nul(key) or _has_nul(value):
+                    errors[key.replace("\x00", "")] = ["不能包含空字符"]
+        elif _has_nul(body):
+            errors["_schema"] = ["不能包含空字符"]
+    if errors:
+        raise BusinessRuleViolation(
+            "提交的内容含有不可见的空字符（NUL），请删除后重试：" + "、".join(errors),
+            code="invalid_characters",
+            errors=errors,
+        )
 
 
 class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
@@ -81,6 +114,8 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest
                         raise PermissionDenied(
                             "首次登录或密码已重置，请先修改密码", code="password_change_required"
                         )
+                # After authentication (401/403 win), before any schema or handler sees the input.
+                refuse_nul_characters()
                 return func(*args, **kwargs)
 
             setattr(wrapper, AUTH_ATTR, spec)

@@ -14,7 +14,6 @@ from sqlalchemy import text
 
 from app.core.api import public_route
 from app.core.db import db
-from app.core.errors import BusinessRuleViolation
 from app.core.redis import get_redis
 
 log = logging.getLogger("luohu.access")
@@ -75,39 +74,6 @@ _HEALTH_PATHS: dict[str, Any] = {
 }
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _refuse_nul_characters() -> None:
-    """NUL characters have no place in any field and PostgreSQL cannot store them: refuse early,
-    naming the fields, before any handler runs."""
-    errors: dict[str, list[str]] = {}
-    for name, value in request.args.items(multi=True):
-        if _has_nul(name) or _has_nul(value):
-            errors[f"query.{name.replace(chr(0), '')}"] = ["不能包含空字符"]
-    if request.mimetype == "application/json" and (request.content_length or 0) > 0:
-        body = request.get_json(silent=True, cache=True)
-        if isinstance(body, dict):
-            for key, value in body.items():
-                if _has_nul(key) or _has_nul(value):
-                    errors[key.replace("\x00", "")] = ["不能包含空字符"]
-        elif _has_nul(body):
-            errors["_schema"] = ["不能包含空字符"]
-    if errors:
-        raise BusinessRuleViolation(
-            "提交的内容含有不可见的空字符（NUL），请删除后重试：" + "、".join(errors),
-            code="invalid_characters",
-            errors=errors,
-        )
-
-
 def init_app(app: Flask) -> None:
     spec_options = app.config.setdefault("API_SPEC_OPTIONS", {})
     spec_options.setdefault("paths", {}).update(_HEALTH_PATHS)
@@ -125,7 +91,6 @@ def init_app(app: Flask) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
-        _refuse_nul_characters()
 
     @app.after_request
     def _finish(response: Response) -> Response:

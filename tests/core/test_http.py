@@ -427,7 +427,7 @@ def test_health_checks_are_in_the_openapi_document(client: Any) -> None:
     assert "/api/v1/staff" in paths  # the generated paths are still there
 
 
-def test_nul_characters_are_refused_before_any_handler_runs(client):
+def test_nul_characters_are_refused_after_authentication_and_before_any_handler(client, centre):
     body = client.post(
         "/api/v1/auth/login",
         data='{"username": "a\\u0000b", "password": "x"}',
@@ -435,6 +435,10 @@ def test_nul_characters_are_refused_before_any_handler_runs(client):
     )
     assert body.status_code == 422
     assert body.json["code"] == "invalid_characters"
-    query = client.get("/api/v1/institutions?q=a%00b")
+    assert body.json["errors"] == {"username": ["不能包含空字符"]}
+    # Without credentials the answer is 401, whatever the input (authentication comes first).
+    assert client.get("/api/v1/institutions?q=a%00b").status_code == 401
+    token = token_for(make_staff(Role.NURSE, centre))
+    query = client.get("/api/v1/institutions?q=a%00b", headers={"Authorization": f"Bearer {token}"})
     assert query.status_code == 422
-    assert query.json["code"] == "invalid_characters"
+    assert query.json["errors"] == {"query.q": ["不能包含空字符"]}
