@@ -21,6 +21,7 @@ from flask import Flask, current_app, has_app_context
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.timeouts import TimerDeathPenalty
 
 from app.core.redis import get_redis
 
@@ -89,7 +90,10 @@ def enqueue_safely(func: Callable[..., Any] | str, *args: Any, queue_name: str =
 
 
 class InProcessWorker(SimpleWorker):
-    """A SimpleWorker that also runs outside the main thread (signals belong to the main thread)."""
+    """A SimpleWorker that also runs outside the main thread (signals belong to the main thread):
+    job timeouts use a timer thread instead of SIGALRM."""
+
+    death_penalty_class = TimerDeathPenalty
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
