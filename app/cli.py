@@ -7,6 +7,7 @@ import string
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -132,7 +133,84 @@ def seed_demo() -> None:
         # Accounts that existed before this run keep the password they were given then.
         whom = "every demo account" if created == expected else f"the {created} demo accounts created now"
         click.echo(f"  password for {whom}: {password}")
+    _seed_demo_doctors(centres)
     _seed_demo_residents(centres[0])
+
+
+_DEMO_SURNAMES = "张王李赵陈刘杨黄周吴徐孙马朱胡郭何林罗高"
+_DEMO_GIVEN = ("建华", "晓燕", "志明", "丽娟", "国强", "秀兰", "文杰", "海燕", "伟", "静")
+
+
+def _seed_demo_doctors(centres: list[Any]) -> None:
+    """Per centre: the two demo doctors and the nurse as approved registrations in one team,
+    so the public doctor library and signing have someone to show."""
+    from datetime import date
+
+    from app.accounts.models import StaffUser
+    from app.doctors.models import Doctor
+    from app.teams.models import Team, TeamMember
+
+    created = 0
+    with transaction():
+        for n, centre in enumerate(centres, start=1):
+            prefix = centre.his_code.lower()
+            members = []
+            for k, (suffix, title, role) in enumerate(
+                (("doctor1", "主治医师", "gp"), ("doctor2", "主治医师", "gp"), ("nurse", "护师", "nurse")),
+                start=1,
+            ):
+                user = db.session.execute(
+                    select(StaffUser).where(StaffUser.username == f"{prefix}.{suffix}")
+                ).scalar_one_or_none()
+                if user is None:
+                    continue
+                doctor = db.session.execute(
+                    select(Doctor).where(Doctor.staff_user_id == user.id)
+                ).scalar_one_or_none()
+                if doctor is None:
+                    i = (n * 3 + k) % (len(_DEMO_SURNAMES) * len(_DEMO_GIVEN))
+                    doctor = Doctor(
+                        id=uuid.uuid4(),
+                        institution_id=centre.id,
+                        staff_user_id=user.id,
+                        name=_DEMO_SURNAMES[i % len(_DEMO_SURNAMES)]
+                        + _DEMO_GIVEN[(i * 7 + n) % len(_DEMO_GIVEN)],
+                        sex="male" if k % 2 else "female",
+                        birth_date=date(1978 + k, 1 + n % 12, 1 + n % 28),
+                        phone=f"137{n:04d}{k:04d}",
+                        title=title,
+                        practice_licence_no=f"2204403{n:02d}{k:06d}",
+                        practice_scopes=["护理"] if role == "nurse" else ["全科医学专业"],
+                        qualifications=[],
+                        specialties=["慢病随访"] if role == "nurse" else ["高血压管理", "糖尿病管理"],
+                        introduction="演示数据：社区家庭医生团队成员。",
+                        mi_doctor_code=f"D440303{n:03d}{k:03d}",
+                        status="approved",
+                        practice_status="active",
+                        signed_count=0,
+                    )
+                    db.session.add(doctor)
+                    created += 1
+                members.append((doctor, role, k == 1))
+            team_name = f"{centre.community.name}家庭医生团队"
+            if members and db.session.execute(select(Team.id).where(Team.name == team_name)).first() is None:
+                team = Team(
+                    id=uuid.uuid4(), institution_id=centre.id, name=team_name, status="active", signed_count=0
+                )
+                db.session.add(team)
+                db.session.flush()
+                for doctor, role, leader in members:
+                    db.session.add(
+                        TeamMember(
+                            id=uuid.uuid4(),
+                            institution_id=centre.id,
+                            team_id=team.id,
+                            doctor_id=doctor.id,
+                            role=role,
+                            is_leader=leader,
+                        )
+                    )
+    click.echo(f"demo doctor registrations created: {created} (approved, one team per centre)")
 
 
 # Fictitious residents of the first demo centre: (name, birth date, sex digit, phone, groups).

@@ -263,3 +263,24 @@ def test_seed_demo_runs_outside_production(app, monkeypatch, env):
     from app.accounts.services import password_problems
 
     assert password_problems(password) == []
+
+
+def test_seed_demo_fills_the_public_doctor_library_and_the_demo_residents(app):
+    from app.doctors.models import Doctor
+    from app.residents.services import find_by_id_number
+    from app.teams.models import Team
+
+    first = _run(app, "seed-demo")
+    assert first.exit_code == 0, first.output
+    doctors = list(db.session.execute(select(Doctor)).scalars())
+    assert len(doctors) == 45 * 3 and all(d.status == "approved" for d in doctors)
+    assert db.session.execute(select(func.count()).select_from(Team)).scalar_one() == 45
+    [line] = [ln for ln in first.output.splitlines() if "张建国" in ln]
+    id_number = line.split()[1]
+    assert find_by_id_number(id_number) is not None
+    library = app.test_client().get("/mp/v1/doctors", query_string={"size": 5})
+    assert library.status_code == 200 and library.json["total"] == 45 * 3
+    assert all(item["remaining"] > 0 for item in library.json["items"])
+    again = _run(app, "seed-demo")
+    assert again.exit_code == 0 and "demo doctor registrations created: 0" in again.output
+    assert db.session.execute(select(func.count()).select_from(Doctor)).scalar_one() == 45 * 3
