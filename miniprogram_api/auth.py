@@ -1,7 +1,6 @@
 """Mini-program login and resident tokens (`/mp/v1/auth`), and `flask wechat-sandbox`."""
 
 # flask-smorest ships no type information: its decorators are untyped by nature.
-# mypy: disable-error-code="untyped-decorator"
 
 from __future__ import annotations
 

@@ -1,5 +1,3 @@
-# mypy: disable-error-code="untyped-decorator"
-# (flask-smorest is untyped: its route/arguments/response decorators erase the view signatures.)
 """The public doctor library for residents in the mini-program (`/mp/v1/doctors`, `/mp/v1/teams`).
 
 Public reads: anonymous browsing is allowed (a resident chooses a doctor before logging in).

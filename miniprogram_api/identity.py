@@ -1,7 +1,6 @@
 """Identity binding (实名绑定) and family members (代理) (`/mp/v1/identity`, `/mp/v1/family`)."""
 
 # flask-smorest ships no type information: its decorators are untyped by nature.
-# mypy: disable-error-code="untyped-decorator"
 
 from __future__ import annotations
 

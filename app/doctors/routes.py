@@ -1,5 +1,3 @@
-# mypy: disable-error-code="untyped-decorator"
-# (flask-smorest is untyped: its route/arguments/response decorators erase the view signatures.)
 """Doctor registration and review (`/api/v1/doctors`) and the 医保医师库 (`/api/v1/doctor-mi-imports`).
 
 Roles per route are in each docstring; object-level rules (own registration, review level,

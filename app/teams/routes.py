@@ -1,5 +1,3 @@
-# mypy: disable-error-code="untyped-decorator"
-# (flask-smorest is untyped: its route/arguments/response decorators erase the view signatures.)
 """Family-doctor teams (`/api/v1/teams`): CRUD within a centre, members, capacity, history.
 
 Roles per route are in each docstring; the object-level rules (own centre, a team leader manages
