@@ -37,7 +37,7 @@ from typing import Any, Literal
 from payments.base import PayMode, RefundState, TradeState
 
 Endpoint = Literal["charge", "query", "close", "reverse", "refund", "refund_query", "bill", "oauth", "any"]
-FaultKind = Literal["timeout", "http_500", "system_error", "bad_signature", "retry"]
+FaultKind = Literal["timeout", "http_500", "system_error", "bad_signature", "retry", "corrupt"]
 PayerBehaviour = Literal["pay", "never", "decline"]
 
 # Delay before a refund the provider accepted is final (seconds of sandbox time).
@@ -148,6 +148,9 @@ class SandboxLedger:
         self.notices: list[Notice] = []
         self.notify_mode: Literal["normal", "drop", "duplicate"] = "normal"
         self.calls: list[tuple[float, str, str]] = []  # (time, endpoint, out_trade_no) for tests
+        # Reconciliation tests plant differences in the provider's bill: out_trade_no (or
+        # out_refund_no) -> {"amount_fen": n} | {"state": "..."} | {"omit": True}.
+        self.bill_overrides: dict[str, dict[str, Any]] = {}
         self._seq = itertools.count(1)
 
     # --- helpers -------------------------------------------------------------------------------
