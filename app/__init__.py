@@ -10,6 +10,7 @@ from flask import Flask
 from redis import Redis
 
 from app import config as config_module
+from app.billing import providers
 from app.core import crypto, http, i18n, logs
 from app.core import redis as redis_core
 from app.core.api import Api, check_route_auth
@@ -68,10 +69,11 @@ def create_app(
     db.init_app(app)
     redis_core.init_app(app, redis_connection)
     http.init_app(app)
+    providers.init_app(app)
     _serve_swagger_ui(app)
 
     api = Api(app)
-    _register_blueprints(api)
+    _register_blueprints(api, app)
     register_error_handlers(app)
 
     from app import cli
@@ -103,15 +105,32 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.doctors.routes:mi_blp",
     "app.teams.routes:blp",
     "miniprogram_api.doctors:blp",
+    "app.billing.routes.desk:blp",
+    "app.billing.routes.orders:blp",
+    "app.billing.routes.refunds:blp",
+    "app.billing.routes.aggregate:blp",
+    "app.billing.routes.reconciliation:blp",
+    "app.billing.routes.cashier:blp",
+    "miniprogram_api.payments:blp",
+)
+# Plain Flask blueprints kept out of OpenAPI: provider callbacks, the H5 cashier's HTML pages, and
+# the payment sandbox's payer simulator (development only).
+WEB_BLUEPRINTS: tuple[str, ...] = (
+    "app.billing.routes.callbacks:web",
+    "app.billing.routes.cashier:web",
+    "app.billing.routes.sandbox:web",
 )
 
 
-def _register_blueprints(api: Api) -> None:
+def _register_blueprints(api: Api, app: Flask) -> None:
     import importlib
 
     for target in BLUEPRINTS:
         module, _, attribute = target.partition(":")
         api.register_blueprint(getattr(importlib.import_module(module), attribute))
+    for target in WEB_BLUEPRINTS:
+        module, _, attribute = target.partition(":")
+        app.register_blueprint(getattr(importlib.import_module(module), attribute))
 
 
 def _serve_swagger_ui(app: Flask) -> None:

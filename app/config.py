@@ -20,12 +20,14 @@ DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused in prod
 DEV_FIELD_KEYS = "dev1:ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLSEhISE="  # 32 bytes, base64
 DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-change-me"
 DEV_AUDIT_HMAC_KEY = "dev-only-audit-chain-key-change-me"
+DEV_WECHATPAY_API_KEY = "sandbox-wechatpay-api-key-0000000"[:32]  # noqa: S105 - sandbox only
 
 _DEV_SECRETS = {
     "SECRET_KEY": DEV_SECRET_KEY,
     "FIELD_ENCRYPTION_KEYS": DEV_FIELD_KEYS,
     "BLIND_INDEX_KEY": DEV_BLIND_INDEX_KEY,
     "AUDIT_HMAC_KEY": DEV_AUDIT_HMAC_KEY,
+    "WECHATPAY_API_KEY": DEV_WECHATPAY_API_KEY,
 }
 
 
@@ -140,6 +142,74 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "TTL of cached public doctor-library responses (changes invalidate them at once anyway).",
     ),
+    # --- payments (issue 4) --------------------------------------------------------------------
+    Setting(
+        "PAYMENT_SANDBOX",
+        True,
+        bool,
+        "Run the loopback WeChat Pay and Alipay emulators in-process and point the real SDKs at them "
+        "(no merchant account needed). Production refuses it.",
+    ),
+    Setting(
+        "PAYMENT_PUBLIC_BASE_URL",
+        "http://127.0.0.1:5000",
+        str,
+        "Public base URL of this service: notify URLs (`/callbacks/...`), H5 cashier links and the "
+        "aggregate QR codes are built on it. Production requires https.",
+    ),
+    Setting("PAYMENT_TIMEOUT_SECONDS", 10, int, "Timeout of each call to WeChat Pay / Alipay."),
+    Setting(
+        "PAYMENT_ORDER_TTL_MINUTES",
+        15,
+        int,
+        "How long a QR / JSAPI payment order can be paid before it is closed.",
+    ),
+    Setting(
+        "PAYMENT_RECOVERY_AFTER_MINUTES",
+        10,
+        int,
+        "The recovery job (补单) queries orders still pending or unknown this long after creation (PAY-08).",
+    ),
+    Setting(
+        "WECHATPAY_APPID", "wxd930ea5d5a258f4f", str, "WeChat Pay AppID (official account / mini-program)."
+    ),
+    Setting("WECHATPAY_MCH_ID", "10000100", str, "WeChat Pay merchant id (商户号)."),
+    Setting(
+        "WECHATPAY_API_KEY",
+        DEV_WECHATPAY_API_KEY,
+        str,
+        "WeChat Pay APIv2 key (32 characters, from the vault). The default only works with the sandbox.",
+    ),
+    Setting(
+        "WECHATPAY_API_BASE",
+        "",
+        str,
+        "WeChat Pay API base. Empty: `https://api.mch.weixin.qq.com/` (or the sandbox).",
+    ),
+    Setting("WECHATPAY_CERT_PATH", "", str, "Merchant API certificate (PEM) for refund and reverse."),
+    Setting("WECHATPAY_KEY_PATH", "", str, "Merchant API certificate key (PEM)."),
+    Setting("ALIPAY_APP_ID", "2021000000000001", str, "Alipay application id."),
+    Setting(
+        "ALIPAY_SELLER_ID",
+        "2088000000000001",
+        str,
+        "Alipay seller (merchant) id, checked on every notification.",
+    ),
+    Setting(
+        "ALIPAY_APP_PRIVATE_KEY_PATH",
+        "",
+        str,
+        "Application private key (PEM). Empty: sandbox keys in `instance/`.",
+    ),
+    Setting(
+        "ALIPAY_PUBLIC_KEY_PATH", "", str, "Alipay public key (PEM) that signs replies and notifications."
+    ),
+    Setting(
+        "ALIPAY_GATEWAY",
+        "",
+        str,
+        "Alipay gateway. Empty: `https://openapi.alipay.com/gateway.do` (or the sandbox).",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -182,6 +252,10 @@ def check_production(values: Mapping[str, Any]) -> None:
         problems.append("DATABASE_URL (SQLite is for development only)")
     if not values.get("REDIS_URL"):
         problems.append("REDIS_URL (embedded fakeredis is for development only)")
+    if values.get("PAYMENT_SANDBOX"):
+        problems.append("PAYMENT_SANDBOX (the payment emulators are for development only)")
+    if not str(values.get("PAYMENT_PUBLIC_BASE_URL", "")).startswith("https://"):
+        problems.append("PAYMENT_PUBLIC_BASE_URL (must be https)")
     if problems:
         raise ConfigurationError("production mode refuses development settings: " + ", ".join(problems))
 

@@ -237,6 +237,10 @@ def test_start_up_refuses_a_route_without_an_auth_declaration():
 # Swagger UI themselves, and provider callbacks (ARCHITECTURE.md: "kept out of OpenAPI").
 _NOT_DOCUMENTED = ("static", "api-docs.", "swagger_ui_asset")
 _CALLBACKS = "/callbacks/"
+# Plain web pages: the H5 cashier's HTML (its JSON API under /pay/api/ is documented) and the
+# development-only payment sandbox.
+_WEB_PAGES = ("/pay/", "/_sandbox/")
+_WEB_API = "/pay/api/"
 
 
 def _openapi_path(rule: str) -> str:
@@ -247,6 +251,8 @@ def _routes(app: Flask) -> set[tuple[str, str]]:
     found = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith(_NOT_DOCUMENTED) or rule.rule.startswith(_CALLBACKS):
+            continue
+        if rule.rule.startswith(_WEB_PAGES) and not rule.rule.startswith(_WEB_API):
             continue
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             found.add((method, _openapi_path(rule.rule)))

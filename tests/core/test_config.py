@@ -38,6 +38,9 @@ def _production(**overrides: Any) -> dict[str, Any]:
         "AUDIT_HMAC_KEY": os.urandom(24).hex(),
         "LOG_LEVEL": "WARNING",
         "CORS_ORIGINS": TEST_SETTINGS["CORS_ORIGINS"],
+        "PAYMENT_SANDBOX": False,
+        "PAYMENT_PUBLIC_BASE_URL": "https://pay.luohu.example",
+        "WECHATPAY_API_KEY": os.urandom(16).hex(),
     }
     values.update(overrides)
     return values

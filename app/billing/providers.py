@@ -1,0 +1,146 @@
+"""The payment providers of this process: real adapters from settings, pointed at the in-process
+loopback emulators when `PAYMENT_SANDBOX` is on (development, tests, the demo).
+
+`get(channel)` is how services reach a provider; `sandbox(channel)` gives the emulator (tests and
+the demo's payer simulator drive it). Tests may swap a provider with `install(app, provider)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+
+from payments.base import Channel, PaymentProvider
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "payment_providers"
+SANDBOX_EXTENSION = "payment_sandboxes"
+
+
+_LOCK = threading.Lock()
+
+
+def init_app(app: Flask) -> None:
+    """Nothing is built at start-up: the providers (and the sandboxes) come up on first use."""
+    app.extensions.setdefault(EXTENSION, None)
+
+
+def _ensure(app: Flask) -> dict[Channel, PaymentProvider]:
+    with _LOCK:
+        if app.extensions.get(EXTENSION) is None:
+            _build(app)
+        providers: dict[Channel, PaymentProvider] = app.extensions[EXTENSION]
+        return providers
+
+
+def _build(app: Flask) -> None:
+    providers: dict[Channel, PaymentProvider] = {}
+    sandboxes: dict[Channel, Any] = {}
+    timeout = float(app.config["PAYMENT_TIMEOUT_SECONDS"])
+    wechat_base = app.config["WECHATPAY_API_BASE"] or None
+    alipay_gateway = app.config["ALIPAY_GATEWAY"] or None
+    if app.config["PAYMENT_SANDBOX"]:
+        wechat_base, alipay_gateway, sandboxes = _start_sandboxes(app)
+    from payments.alipay import AlipayProvider
+    from payments.wechat import WeChatPayProvider
+
+    providers[Channel.WECHAT] = WeChatPayProvider(
+        appid=app.config["WECHATPAY_APPID"],
+        mch_id=app.config["WECHATPAY_MCH_ID"],
+        api_key=app.config["WECHATPAY_API_KEY"],
+        api_base=wechat_base,
+        mch_cert=app.config["WECHATPAY_CERT_PATH"] or None,
+        mch_key=app.config["WECHATPAY_KEY_PATH"] or None,
+        timeout=timeout,
+        refund_notify_url=_notify_url(app, Channel.WECHAT, "refund"),
+    )
+    private_pem, public_pem = _alipay_keys(app)
+    providers[Channel.ALIPAY] = AlipayProvider(
+        app_id=app.config["ALIPAY_APP_ID"],
+        seller_id=app.config["ALIPAY_SELLER_ID"],
+        app_private_key_pem=private_pem,
+        alipay_public_key_pem=public_pem,
+        gateway=alipay_gateway,
+        timeout=timeout,
+    )
+    app.extensions[EXTENSION] = providers
+    app.extensions[SANDBOX_EXTENSION] = sandboxes
+
+
+def _sandbox_dir(app: Flask) -> Path:
+    path = Path(app.instance_path) / "payment-sandbox"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _alipay_keys(app: Flask) -> tuple[str, str]:
+    if app.config["ALIPAY_APP_PRIVATE_KEY_PATH"]:
+        private_pem = Path(app.config["ALIPAY_APP_PRIVATE_KEY_PATH"]).read_text()
+        public_pem = Path(app.config["ALIPAY_PUBLIC_KEY_PATH"]).read_text()
+        return private_pem, public_pem
+    keys = app.extensions["payment_sandbox_keys"]
+    return keys["app_private"], keys["alipay_public"]
+
+
+def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
+    from payments.sandbox.alipay import AlipaySandbox
+    from payments.sandbox.wechat import WeChatPaySandbox
+
+    from payments.sandbox import Ticker, serve
+    from payments.sandbox.keys import sandbox_key_pair
+
+    directory = _sandbox_dir(app)
+    app_private, app_public = sandbox_key_pair(directory, "alipay-app")
+    alipay_private, alipay_public = sandbox_key_pair(directory, "alipay-platform")
+    app.extensions["payment_sandbox_keys"] = {"app_private": app_private, "alipay_public": alipay_public}
+    wechat = WeChatPaySandbox(
+        appid=app.config["WECHATPAY_APPID"],
+        mch_id=app.config["WECHATPAY_MCH_ID"],
+        api_key=app.config["WECHATPAY_API_KEY"],
+    )
+    alipay = AlipaySandbox(
+        app_id=app.config["ALIPAY_APP_ID"],
+        seller_id=app.config["ALIPAY_SELLER_ID"],
+        app_public_key_pem=app_public,
+        alipay_private_key_pem=alipay_private,
+    )
+    wechat_server, alipay_server = serve(wechat), serve(alipay)
+    sandboxes: dict[Channel, Any] = {Channel.WECHAT: wechat, Channel.ALIPAY: alipay}
+    app.extensions["payment_sandbox_servers"] = {Channel.WECHAT: wechat_server, Channel.ALIPAY: alipay_server}
+    if app.config.get("LUOHU_EMBEDDED_WORKER") or app.config["APP_ENV"] == "development":
+        # The demo: deliver the emulators' notifications over HTTP like the providers do.
+        for sandbox in sandboxes.values():
+            Ticker(sandbox.deliver_due, interval=1.0).start()
+    log.info(
+        "payment sandboxes running",
+        extra={"wechat": wechat_server.base_url, "alipay": alipay_server.base_url + "gateway.do"},
+    )
+    return wechat_server.base_url, alipay_server.base_url + "gateway.do", sandboxes
+
+
+def _notify_url(app: Flask, channel: Channel, kind: str = "pay") -> str:
+    return f"{app.config['PAYMENT_PUBLIC_BASE_URL'].rstrip('/')}/callbacks/{channel}/{kind}"
+
+
+def notify_url(channel: Channel, kind: str = "pay") -> str:
+    return _notify_url(current_app, channel, kind)
+
+
+def get(channel: Channel | str) -> PaymentProvider:
+    return _ensure(current_app)[Channel(channel)]
+
+
+def sandbox(channel: Channel | str) -> Any:
+    """The in-process emulator of a channel (None when PAYMENT_SANDBOX is off)."""
+    _ensure(current_app)
+    return current_app.extensions.get(SANDBOX_EXTENSION, {}).get(Channel(channel))
+
+
+def install(app: Flask, provider: PaymentProvider) -> None:
+    """Replace one channel's provider (tests)."""
+    _ensure(app)[Channel(provider.channel)] = provider
