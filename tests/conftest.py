@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from app import create_app
+from app.billing import providers as payment_providers
 from app.core.db import Base, db
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -99,6 +100,15 @@ def app() -> Iterator[Flask]:
 @pytest.fixture(scope="session")
 def is_postgres(app: Flask) -> bool:
     return app.config["DATABASE_URL"].startswith("postgresql")
+
+
+@pytest.fixture(autouse=True)
+def _payment_sandboxes(app: Flask) -> Iterator[None]:
+    """Each test starts with empty payment-sandbox ledgers and gets back any provider it swapped."""
+    yield
+    payment_providers.restore(app)
+    for sandbox in app.extensions.get("payment_sandboxes", {}).values():
+        sandbox.ledger.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -89,10 +89,10 @@ def _alipay_keys(app: Flask) -> tuple[str, str]:
 
 def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
     from payments.sandbox.alipay import AlipaySandbox
-    from payments.sandbox.wechat import WeChatPaySandbox
 
     from payments.sandbox import Ticker, serve
     from payments.sandbox.keys import sandbox_key_pair
+    from payments.sandbox.wechat import WeChatPaySandbox
 
     directory = _sandbox_dir(app)
     app_private, app_public = sandbox_key_pair(directory, "alipay-app")
@@ -142,5 +142,14 @@ def sandbox(channel: Channel | str) -> Any:
 
 
 def install(app: Flask, provider: PaymentProvider) -> None:
-    """Replace one channel's provider (tests)."""
-    _ensure(app)[Channel(provider.channel)] = provider
+    """Replace one channel's provider (tests); `restore(app)` puts the configured one back."""
+    built = _ensure(app)
+    channel = Channel(provider.channel)
+    app.extensions.setdefault("payment_providers_replaced", {}).setdefault(channel, built[channel])
+    built[channel] = provider
+
+
+def restore(app: Flask) -> None:
+    replaced: dict[Channel, PaymentProvider] = app.extensions.pop("payment_providers_replaced", {})
+    if replaced:
+        app.extensions[EXTENSION].update(replaced)
