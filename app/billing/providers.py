@@ -41,7 +41,7 @@ def _ensure(app: Flask) -> dict[Channel, PaymentProvider]:
 def _build(app: Flask) -> None:
     providers: dict[Channel, PaymentProvider] = {}
     sandboxes: dict[Channel, Any] = {}
-    timeout = float(app.config["PAYMENT_TIMEOUT_SECONDS"])
+    timeout = float(app.config["PAYMENT_TIMEOUT_SECONDS"])  # float-ok: seconds
     wechat_base = app.config["WECHATPAY_API_BASE"] or None
     alipay_gateway = app.config["ALIPAY_GATEWAY"] or None
     if app.config["PAYMENT_SANDBOX"]:
@@ -91,13 +91,16 @@ def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
     from payments.sandbox.alipay import AlipaySandbox
 
     from payments.sandbox import Ticker, serve
-    from payments.sandbox.keys import sandbox_key_pair
+    from payments.sandbox.keys import cached_key_pair
     from payments.sandbox.wechat import WeChatPaySandbox
 
     directory = _sandbox_dir(app)
-    app_private, app_public = sandbox_key_pair(directory, "alipay-app")
-    alipay_private, alipay_public = sandbox_key_pair(directory, "alipay-platform")
-    app.extensions["payment_sandbox_keys"] = {"app_private": app_private, "alipay_public": alipay_public}
+    app_keys = cached_key_pair(directory, "alipay-app")
+    platform_keys = cached_key_pair(directory, "alipay-platform")
+    app.extensions["payment_sandbox_keys"] = {
+        "app_private": app_keys.private_pem,
+        "alipay_public": platform_keys.public_pem,
+    }
     wechat = WeChatPaySandbox(
         appid=app.config["WECHATPAY_APPID"],
         mch_id=app.config["WECHATPAY_MCH_ID"],
@@ -106,8 +109,8 @@ def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
     alipay = AlipaySandbox(
         app_id=app.config["ALIPAY_APP_ID"],
         seller_id=app.config["ALIPAY_SELLER_ID"],
-        app_public_key_pem=app_public,
-        alipay_private_key_pem=alipay_private,
+        app_public_key_pem=app_keys.public_pem,
+        alipay_private_key_pem=platform_keys.private_pem,
     )
     wechat_server, alipay_server = serve(wechat), serve(alipay)
     sandboxes: dict[Channel, Any] = {Channel.WECHAT: wechat, Channel.ALIPAY: alipay}
@@ -115,7 +118,7 @@ def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
     if app.config.get("LUOHU_EMBEDDED_WORKER") or app.config["APP_ENV"] == "development":
         # The demo: deliver the emulators' notifications over HTTP like the providers do.
         for sandbox in sandboxes.values():
-            Ticker(sandbox.deliver_due, interval=1.0).start()
+            Ticker(sandbox.deliver_due, interval=1).start()
     log.info(
         "payment sandboxes running",
         extra={"wechat": wechat_server.base_url, "alipay": alipay_server.base_url + "gateway.do"},

@@ -30,12 +30,18 @@ class RunningServer:
     def shutdown(self) -> None:
         self.server.shutdown()
         self.thread.join(timeout=5)
+        self.server.server_close()
 
 
 def serve(app: Callable[..., Any], port: int = 0) -> RunningServer:
     """Serve a WSGI app on 127.0.0.1 (threaded) until `shutdown()`."""
     server = make_server(LOOPBACK, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_port}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},  # float-ok: seconds (a quick shutdown)
+        name=f"sandbox-{server.server_port}",
+        daemon=True,
+    )
     thread.start()
     return RunningServer(server, thread)
 
@@ -43,7 +49,7 @@ def serve(app: Callable[..., Any], port: int = 0) -> RunningServer:
 class Ticker:
     """Calls `fn` every `interval` seconds in a daemon thread (notification delivery in demos)."""
 
-    def __init__(self, fn: Callable[[], object], interval: float = 0.5) -> None:
+    def __init__(self, fn: Callable[[], object], interval: float = 0.5) -> None:  # float-ok: seconds
         self._fn, self._interval = fn, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-ticker", daemon=True)

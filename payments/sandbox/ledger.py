@@ -41,7 +41,7 @@ FaultKind = Literal["timeout", "http_500", "system_error", "bad_signature", "ret
 PayerBehaviour = Literal["pay", "never", "decline"]
 
 # Delay before a refund the provider accepted is final (seconds of sandbox time).
-REFUND_COMPLETES_AFTER_S = 5.0
+REFUND_COMPLETES_AFTER_S = 5
 
 
 class SandboxDeclined(Exception):
@@ -60,7 +60,7 @@ class Fault:
     kind: FaultKind
     times: int = 1
     apply: bool = True  # for timeout/http_500: perform the operation, then lose the reply
-    delay_s: float = 0.0  # for timeout: how long to stall (front-ends stall ≥ the client's timeout)
+    delay_s: float = 0  # for timeout: how long to stall (front-ends stall ≥ the client's timeout)
 
 
 @dataclass
@@ -227,7 +227,7 @@ class SandboxLedger:
             return trade
 
     def fail_next(
-        self, endpoint: Endpoint, kind: FaultKind, *, times: int = 1, apply: bool = True, delay_s: float = 0.0
+        self, endpoint: Endpoint, kind: FaultKind, *, times: int = 1, apply: bool = True, delay_s: float = 0
     ) -> None:
         with self.lock:
             self.faults.append(Fault(endpoint, kind, times, apply, delay_s))
