@@ -200,13 +200,15 @@ class SandboxLedger:
     def scan(self, reference: str, payer: str, *, pay_after_s: float = 0) -> SimTrade:
         """The payer scans our QR (code_url / qr_code) and pays now or after `pay_after_s`."""
         with self.lock:
+            self.advance()
             trade = self._by_reference(reference)
+            if trade.state is not TradeState.PENDING:
+                return trade  # paid, closed or already being paid: a second scan changes nothing
             self.new_payer(payer_id=payer)
             trade.scanned = True
             trade.payer = payer
-            if trade.state is TradeState.PENDING:
-                trade.state = TradeState.PAYING if pay_after_s else TradeState.PENDING
-                trade.pay_at = self.now() + pay_after_s
+            trade.state = TradeState.PAYING if pay_after_s else TradeState.PENDING
+            trade.pay_at = self.now() + pay_after_s
             self.advance()
             return trade
 
@@ -237,18 +239,22 @@ class SandboxLedger:
             self.refund_scripts[out_refund_no] = outcome
 
     def reset(self) -> None:
-        with self.lock:
+        lock = self.lock
+        with lock:
             self.__init__(id_prefix=self.id_prefix, payer_prefix=self.payer_prefix)  # type: ignore[misc]
+            self.lock = lock
 
     # --- the stub's own books ------------------------------------------------------------------
 
     def charged_fen(self, payer: str) -> int:
         with self.lock:
+            self.advance()
             return self.payers[payer].charged_fen
 
     def payments_of(self, out_trade_no: str) -> int:
         """How many times money was taken for this trade (0 or 1; never 2)."""
         with self.lock:
+            self.advance()
             return sum(p.payments.count(out_trade_no) for p in self.payers.values())
 
     def paid_trades(self) -> list[SimTrade]:
@@ -376,6 +382,8 @@ class SandboxLedger:
                 raise SandboxDeclined("trade_not_found")
             if trade.state is TradeState.PAID:
                 raise SandboxDeclined("trade_paid")
+            if trade.state in (TradeState.CLOSED, TradeState.REVERSED):
+                return trade
             if trade.state is TradeState.PAYING and trade.mode is PayMode.PAYER_CODE:
                 raise SandboxDeclined("trade_paying")
             trade.state = TradeState.CLOSED
@@ -415,6 +423,8 @@ class SandboxLedger:
                 if existing.amount_fen != amount_fen:
                     raise SandboxDeclined("refund_mismatch", "same refund number, different amount")
                 if existing.state is RefundState.FAILED:  # a retry of a failed refund runs again
+                    if trade.refunded_fen + existing.amount_fen > trade.amount_fen:
+                        raise SandboxDeclined("refund_exceeds", "退款金额超过可退金额")
                     existing.state = RefundState.PROCESSING
                     existing.outcome = self.refund_scripts.pop(out_refund_no, "succeed")
                     existing.completes_at = self.now() + REFUND_COMPLETES_AFTER_S
@@ -451,13 +461,12 @@ class SandboxLedger:
             now = self.now()
             for trade in self.trades.values():
                 if trade.state in (TradeState.PENDING, TradeState.PAYING):
-                    if trade.pay_at is not None and trade.pay_at <= now:
-                        if trade.expires_at is not None and trade.pay_at > trade.expires_at:
-                            trade.state, trade.pay_at = TradeState.CLOSED, None
-                        else:
-                            self._settle_payment(trade)
-                    elif trade.pay_at is None and trade.expires_at is not None and now > trade.expires_at:
-                        trade.state = TradeState.CLOSED
+                    expired = trade.expires_at is not None and now > trade.expires_at
+                    in_time = trade.expires_at is None or (trade.pay_at or 0) <= trade.expires_at
+                    if trade.pay_at is not None and trade.pay_at <= now and in_time:
+                        self._settle_payment(trade)
+                    elif expired:
+                        trade.state, trade.pay_at = TradeState.CLOSED, None
                 for refund in trade.refunds.values():
                     if refund.state is RefundState.PROCESSING and (refund.completes_at or 0) <= now:
                         self._finish_refund(trade, refund)

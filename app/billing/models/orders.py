@@ -142,6 +142,7 @@ class AnomalyKind(StrEnum):
     NOT_PAID_STATE = "not_paid_state"  # verified notification whose trade state is not a payment
     REFUND_ABNORMAL = "refund_abnormal"  # WeChat CHANGE
     RECONCILIATION = "reconciliation"  # a difference found in the daily bill
+    UNRESOLVED_ORDER = "unresolved_order"  # still UNKNOWN 24 h on: the provider never answered
 
 
 class AnomalyStatus(StrEnum):
