@@ -1,3 +1,2 @@
-"""Billing use cases. Importing the package registers the outbox handlers and paid listeners."""
-
-from app.billing.services import orders, refunds  # noqa: F401 - registers outbox handlers
+"""Billing use cases (rules, no commits). Entry points that commit live in `app.billing.jobs` and
+`app.billing.flows`."""

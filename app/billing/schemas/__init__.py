@@ -1,0 +1,1 @@
+"""Billing request and response schemas."""
