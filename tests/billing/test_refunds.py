@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app.billing import flows, providers
-from app.billing.jobs import refunds
+from app.billing.jobs import refunds as refund_jobs
 from app.billing.models import (
     AnomalyKind,
     OrderState,
@@ -24,7 +24,7 @@ from app.billing.models import (
     RefundOrigin,
     RefundStatus,
 )
-from app.billing.services import orders
+from app.billing.services import orders, refunds
 from app.billing.services.orders import SYSTEM, Actor
 from app.core.auth import Role
 from app.core.db import commit, db
@@ -106,20 +106,20 @@ def test_a_refund_is_accepted_then_settled_by_the_query_job(
     order = paid_order(centre)
     refund = request(order, 4_000)
     assert refund.status == RefundStatus.PENDING and refund.out_refund_no
-    assert refunds.apply_refund(refund.id) == "applied"
+    assert refund_jobs.apply_refund(refund.id) == "applied"
     refund = reload(refund)
     assert refund.status == RefundStatus.PROCESSING  # the apply reply is never final
     assert refund.provider_refund_no
-    assert refunds.poll_refunds() == {}  # not due yet
+    assert refund_jobs.poll_refunds() == {}  # not due yet
     clock.shift(timedelta(seconds=11))
-    assert refunds.poll_refunds() == {"applied": 1}
+    assert refund_jobs.poll_refunds() == {"applied": 1}
     refund = reload(refund)
     assert refund.status == RefundStatus.SUCCEEDED and refund.succeeded_at is not None
     assert [h["status"] for h in refund.history] == ["pending", "processing", "succeeded"]
     assert sim_refunds(order)[refund.out_refund_no].state is RefundState.SUCCEEDED
     assert db.session.get_one(PaymentOrder, order.id).refunded_fen == 4_000
     clock.shift(timedelta(minutes=5))
-    assert refunds.poll_refunds() == {}  # final: nothing left to ask
+    assert refund_jobs.poll_refunds() == {}  # final: nothing left to ask
 
 
 def test_the_outbox_delivers_the_apply(
@@ -149,19 +149,19 @@ def test_a_timed_out_apply_is_retried_by_the_job_with_the_same_number(
     ledger = fake_providers[Channel.WECHAT].ledger
     refund = request(order, 6_000)
     ledger.fail_next("refund", "timeout", apply=processed)
-    assert refunds.apply_refund(refund.id) == "unknown"
+    assert refund_jobs.apply_refund(refund.id) == "unknown"
     refund = reload(refund)
     assert refund.status == RefundStatus.PENDING  # unknown is never FAILED
     assert refund.last_error and "退款单号不变" in refund.last_error
     assert len(sim_refunds(order)) == (1 if processed else 0)
     clock.shift(timedelta(minutes=3))
-    assert refunds.poll_refunds() == {"applied": 1}
+    assert refund_jobs.poll_refunds() == {"applied": 1}
     assert reload(refund).status == RefundStatus.PROCESSING
     assert list(sim_refunds(order)) == [refund.out_refund_no]  # one refund, our number
     refund_calls = [c for c in ledger.calls if c[1] == "refund"]
     assert len(refund_calls) == 2 and {c[2] for c in refund_calls} == {order.out_trade_no}
     clock.shift(timedelta(seconds=11))
-    refunds.poll_refunds()
+    refund_jobs.poll_refunds()
     assert reload(refund).status == RefundStatus.SUCCEEDED
     assert ledger.payers[ledger.trades[order.out_trade_no].payer].charged_fen == PAID - 6_000
 
@@ -173,9 +173,9 @@ def test_a_refund_the_provider_fails_later_is_failed_then_retried_with_the_same_
     ledger = fake_providers[Channel.WECHAT].ledger
     refund = request(order, PAID)
     ledger.script_refund(refund.out_refund_no, "fail")
-    assert refunds.apply_refund(refund.id) == "applied"  # "accepted"
+    assert refund_jobs.apply_refund(refund.id) == "applied"  # "accepted"
     clock.shift(timedelta(seconds=11))
-    refunds.poll_refunds()
+    refund_jobs.poll_refunds()
     refund = reload(refund)
     assert refund.status == RefundStatus.FAILED and refund.last_error
     assert db.session.get_one(PaymentOrder, order.id).refunded_fen == PAID  # still reserved
@@ -188,9 +188,9 @@ def test_a_refund_the_provider_fails_later_is_failed_then_retried_with_the_same_
     assert refund.status == RefundStatus.PENDING and refund.attempts == 1
     keys = set(db.session.execute(select(OutboxMessage.dedupe_key)).scalars())
     assert f"billing.refund_apply:{refund.out_refund_no}:1" in keys
-    assert refunds.apply_refund(refund.id) == "applied"
+    assert refund_jobs.apply_refund(refund.id) == "applied"
     clock.shift(timedelta(seconds=11))
-    refunds.poll_refunds()
+    refund_jobs.poll_refunds()
     refund = reload(refund)
     assert refund.status == RefundStatus.SUCCEEDED
     assert list(sim_refunds(order)) == [refund.out_refund_no]
@@ -205,7 +205,7 @@ def test_a_declined_apply_is_failed_with_the_reason_and_a_cancel_releases_the_am
     ledger = fake_providers[Channel.WECHAT].ledger
     ledger.reverse(order.out_trade_no)  # the trade is no longer refundable at the provider
     refund = request(order, 3_000)
-    assert refunds.apply_refund(refund.id) == "applied"
+    assert refund_jobs.apply_refund(refund.id) == "applied"
     refund = reload(refund)
     assert refund.status == RefundStatus.FAILED
     assert refund.last_error == "订单未支付，不能退款"
@@ -225,9 +225,9 @@ def test_an_abnormal_refund_raises_an_anomaly(
     order = paid_order(centre)
     refund = request(order, 500)
     fake_providers[Channel.WECHAT].ledger.script_refund(refund.out_refund_no, "abnormal")
-    refunds.apply_refund(refund.id)
+    refund_jobs.apply_refund(refund.id)
     clock.shift(timedelta(seconds=11))
-    refunds.poll_refunds()
+    refund_jobs.poll_refunds()
     assert reload(refund).status == RefundStatus.ABNORMAL
     anomaly = db.session.execute(
         select(PaymentAnomaly).where(PaymentAnomaly.kind == AnomalyKind.REFUND_ABNORMAL)
@@ -265,9 +265,9 @@ def test_partial_and_full_refunds_never_exceed_the_payment(
     with pytest.raises(Conflict):
         request(full, PAID)
     for refund in (first, second):
-        refunds.apply_refund(refund.id)
+        refund_jobs.apply_refund(refund.id)
     clock.shift(timedelta(seconds=11))
-    refunds.poll_refunds()
+    refund_jobs.poll_refunds()
     assert {reload(r).status for r in (first, second)} == {RefundStatus.SUCCEEDED}
     assert sum(r.amount_fen for r in sim_refunds(order).values()) == PAID
     total = db.session.execute(
@@ -318,7 +318,7 @@ def test_a_wechat_refund_notification_with_encrypted_req_info_settles_the_refund
     sandbox, provider = wechat_sandbox
     order = paid_order(centre)
     refund = request(order, 2_500)
-    assert refunds.apply_refund(refund.id) == "applied"
+    assert refund_jobs.apply_refund(refund.id) == "applied"
     assert reload(refund).status == RefundStatus.PROCESSING
     clock.shift(timedelta(seconds=6))
     bodies: list[bytes] = []
@@ -347,7 +347,7 @@ def test_a_fake_refund_notification_settles_by_out_refund_no(
     provider = fake_providers[Channel.WECHAT]
     order = paid_order(centre)
     refund = request(order, 2_500)
-    refunds.apply_refund(refund.id)
+    refund_jobs.apply_refund(refund.id)
     clock.shift(timedelta(seconds=6))
     bodies: list[bytes] = []
     provider.deliver_due(lambda url, body: (bodies.append(body), (200, provider.ack(True).body))[1])
@@ -365,7 +365,7 @@ def test_an_alipay_trade_notification_with_refund_fee_only_schedules_a_query(
     alipay = fake_providers[Channel.ALIPAY]
     order = paid_order(centre, Channel.ALIPAY)
     refund = request(order, 4_000)
-    refunds.apply_refund(refund.id)
+    refund_jobs.apply_refund(refund.id)
     clock.shift(timedelta(seconds=6))
     trade = alipay.ledger.trades[order.out_trade_no]
     body = alipay.sign(
@@ -467,9 +467,9 @@ def test_refund_routes_end_to_end(
     retry_url = f"/api/v1/billing/refunds/{body['id']}/retry"
     assert desk.post(retry_url).status_code == 409
     fake_providers[Channel.WECHAT].ledger.script_refund(body["out_refund_no"], "fail")
-    refunds.apply_refund(uuid.UUID(body["id"]))
+    refund_jobs.apply_refund(uuid.UUID(body["id"]))
     clock.shift(timedelta(seconds=11))
-    refunds.poll_refunds()
+    refund_jobs.poll_refunds()
     assert desk.get(f"/api/v1/billing/refunds/{body['id']}").json["status"] == "failed"
     cancel_url = f"/api/v1/billing/refunds/{body['id']}/cancel"
     assert desk.post(cancel_url, json={"reason": "现金退款"}).status_code == 403  # admins only

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app.billing import flows
-from app.billing.jobs import refunds
+from app.billing.jobs import refunds as refund_jobs
 from app.billing.models import OrderState, PaymentOrder, Refund, RefundOrigin, RefundStatus
 from app.billing.services import orders
 from app.billing.services.orders import SYSTEM, Actor
@@ -119,7 +119,7 @@ def test_several_workers_polling_apply_each_refund_once(app: Flask, world: dict[
     db.session.execute(Refund.__table__.update().values(next_check_at=None))
     commit()
 
-    results = _race(app, 4, lambda n: refunds.poll_refunds())
+    results = _race(app, 4, lambda n: refund_jobs.poll_refunds())
     assert sum(sum(r.values()) for r in results) == len(ids)  # each refund claimed by one worker
     db.session.expire_all()
     statuses = {db.session.get_one(Refund, i).status for i in ids}

@@ -4,4 +4,4 @@ Like routes, these commit (through `app.core.db.commit`); the rules live in `app
 Importing the package registers the outbox handlers.
 """
 
-from app.billing.jobs import passive, recovery, refunds  # noqa: F401 - registers outbox handlers
+from app.billing.jobs import passive, reconciliation, recovery, refunds  # noqa: F401 - registers outbox handlers

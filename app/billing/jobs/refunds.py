@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
@@ -20,6 +19,18 @@ from app.billing.models import (
     RefundStatus,
 )
 from app.billing.services.orders import PROVIDER
+from app.billing.services.refunds import (
+    ACTIVE_STATUSES,
+    APPLY_TOPIC,
+    CLAIM_LEASE,
+    QUERY_TOPIC,
+    _set,
+    apply_refund_status,
+    mark_accepted,
+    mark_declined,
+    mark_unknown,
+    next_query_at,
+)
 from app.core import clock, outbox
 from app.core.db import commit, db, rollback
 from app.core.errors import NotFound
@@ -33,35 +44,6 @@ from payments.base import (
 from payments.base import RefundStatus as ProviderRefundStatus
 
 log = logging.getLogger(__name__)
-
-APPLY_TOPIC = "billing.refund_apply"
-QUERY_TOPIC = "billing.refund_query"
-# While one worker applies/queries a refund, the poll job leaves it alone for this long.
-CLAIM_LEASE = timedelta(minutes=2)
-FIRST_QUERY_AFTER = timedelta(seconds=10)  # Alipay: query no sooner than ~10 s after the apply
-ABNORMAL_RECHECK = timedelta(minutes=30)
-ACTIVE_STATUSES = (RefundStatus.PENDING, RefundStatus.PROCESSING, RefundStatus.ABNORMAL)
-
-_FROM_PROVIDER: dict[RefundState, RefundStatus] = {
-    RefundState.PROCESSING: RefundStatus.PROCESSING,
-    RefundState.SUCCEEDED: RefundStatus.SUCCEEDED,
-    RefundState.FAILED: RefundStatus.FAILED,
-    RefundState.ABNORMAL: RefundStatus.ABNORMAL,
-}
-
-REFUND_STATUS_LABELS: dict[str, str] = {
-    RefundStatus.PENDING: "待提交",
-    RefundStatus.PROCESSING: "退款中",
-    RefundStatus.SUCCEEDED: "退款成功",
-    RefundStatus.FAILED: "退款失败",
-    RefundStatus.ABNORMAL: "退款异常",
-    RefundStatus.CANCELLED: "已取消",
-}
-
-_UNKNOWN_MESSAGE = "支付渠道未及时响应，系统将自动重试（退款单号不变）"
-_CLOSED_MESSAGE = "支付渠道退款失败（退款关闭），可重试或取消"
-from app.billing.services.refunds import *  # noqa: F403
-from app.billing.services.refunds import _set, _transition  # noqa: F401
 
 
 def _lock(refund_id: uuid.UUID) -> Refund:
