@@ -177,6 +177,107 @@ class World:
         commit()
         return batch
 
+    # --- payments (issue 4) ---------------------------------------------------------------------
+
+    @cached_property
+    def bill(self) -> Any:
+        from tests.billing.factories import make_bill
+
+        bill = make_bill(self.centre, amount_fen=2500)
+        commit()
+        return bill
+
+    @cached_property
+    def payment_order(self) -> Any:
+        """A QR order waiting for the payer."""
+        from app.billing.models import OrderState
+        from app.billing.services import orders
+        from payments.base import Channel, PayMode
+
+        order = orders.start_order(
+            self.bill,
+            mode=PayMode.MERCHANT_QR,
+            channel=Channel.WECHAT,
+            client_ip="127.0.0.1",
+            actor=orders.SYSTEM,
+        )
+        orders.transition(
+            order,
+            OrderState.PENDING,
+            source="api",
+            actor=orders.SYSTEM,
+            values={"qr_content": "sandbox://matrix"},
+        )
+        commit()
+        return order
+
+    @cached_property
+    def paid_order(self) -> Any:
+        """A paid order of another bill, with one refund and one anomaly."""
+        from app.billing.services import orders
+        from payments.base import Channel, PayMode, TradeState, TradeStatus
+        from tests.billing.factories import make_bill
+
+        bill = make_bill(self.centre, amount_fen=3000)
+        order = orders.start_order(
+            bill, mode=PayMode.MERCHANT_QR, channel=Channel.WECHAT, client_ip="127.0.0.1", actor=orders.SYSTEM
+        )
+        status = TradeStatus(
+            out_trade_no=order.out_trade_no,
+            state=TradeState.PAID,
+            amount_fen=3000,
+            provider_trade_no=f"4200{uuid.uuid4().hex[:24]}",
+        )
+        orders.apply_trade_status(order, status, source="query", actor=orders.PROVIDER)
+        commit()
+        return order
+
+    @cached_property
+    def refund(self) -> Any:
+        from app.billing.models import RefundOrigin
+        from app.billing.services import orders
+
+        refund = orders.request_refund(
+            self.paid_order, amount_fen=100, reason="矩阵测试", origin=RefundOrigin.STAFF, actor=orders.SYSTEM
+        )
+        commit()
+        return refund
+
+    @cached_property
+    def anomaly(self) -> Any:
+        from app.billing.models import AnomalyKind
+        from app.billing.services import orders
+
+        anomaly, _ = orders.record_anomaly(AnomalyKind.AMOUNT_MISMATCH, source="test", order=self.paid_order)
+        commit()
+        return anomaly
+
+    @cached_property
+    def reconciliation_run(self) -> Any:
+        from app.billing.models import ReconciliationRun
+
+        run = ReconciliationRun(
+            id=uuid.uuid4(),
+            channel="wechat",
+            status="completed",
+            attempts=1,
+            bill_date=date.fromordinal(date(2000, 1, 1).toordinal() + uuid.uuid4().int % 30000),
+        )
+        db.session.add(run)
+        commit()
+        return run
+
+    @cached_property
+    def aggregate_qr(self) -> Any:
+        from app.billing.models import AggregateQr
+
+        code = AggregateQr(
+            id=uuid.uuid4(), institution_id=self.centre.id, token=uuid.uuid4().hex, label="收费处"
+        )
+        db.session.add(code)
+        commit()
+        return code
+
 
 # Path parameter -> the id of that object in a centre's world.
 ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
@@ -190,6 +291,12 @@ ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
     "team_id": lambda w: w.team.id,
     "member_id": lambda w: w.team_member.id,
     "import_id": lambda w: w.mi_import.id,
+    "bill_id": lambda w: w.bill.id,
+    "order_id": lambda w: w.payment_order.id,
+    "refund_id": lambda w: w.refund.id,
+    "anomaly_id": lambda w: w.anomaly.id,
+    "run_id": lambda w: w.reconciliation_run.id,
+    "code_id": lambda w: w.aggregate_qr.id,
 }
 
 
@@ -301,6 +408,24 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/teams/<uuid:team_id>/members/<uuid:member_id>/remove"): lambda w: {
         "reason": "矩阵测试"
     },
+    # payments
+    ("POST", "/api/v1/billing/bills/<uuid:bill_id>/payments"): lambda w: {
+        "mode": "merchant_qr",
+        "channel": "wechat",
+    },
+    ("POST", "/api/v1/billing/bills/<uuid:bill_id>/cancel"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/billing/orders/<uuid:order_id>/close"): lambda w: {},
+    ("POST", "/api/v1/billing/orders/<uuid:order_id>/refunds"): lambda w: {
+        "amount_fen": 1,
+        "reason": "矩阵测试",
+    },
+    ("POST", "/api/v1/billing/refunds/<uuid:refund_id>/retry"): lambda w: {},
+    ("POST", "/api/v1/billing/refunds/<uuid:refund_id>/cancel"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/billing/anomalies/<uuid:anomaly_id>/resolve"): lambda w: {"resolution": "矩阵测试"},
+    ("POST", "/api/v1/billing/aggregate-qr/<uuid:code_id>/revoke"): lambda w: {},
+    # resident-only (staff tokens get 403 before any body is read)
+    ("POST", "/mp/v1/bills/<uuid:bill_id>/payments"): lambda w: {},
+    ("POST", "/mp/v1/payments/<uuid:order_id>/confirm"): lambda w: {},
 }
 WRITES_WITHOUT_BODY = {"DELETE"}
 
@@ -314,6 +439,12 @@ CROSS_CENTRE_READABLE: dict[tuple[str, str], str] = {
     ),
     ("GET", "/api/v1/doctor-mi-imports/<uuid:import_id>/items"): (
         "the findings of a district-wide list, filtered to the caller's centre (MiReconItem is CentreScoped)"
+    ),
+    ("GET", "/api/v1/billing/reconciliation/runs/<uuid:run_id>"): (
+        "a district-wide reconciliation of the merchant's bill; a centre-level auditor sees only its own centre's items"
+    ),
+    ("GET", "/api/v1/billing/reconciliation/runs/<uuid:run_id>/report.csv"): (
+        "a district-wide reconciliation of the merchant's bill; a centre-level auditor sees only its own centre's items"
     ),
 }
 
@@ -368,7 +499,9 @@ def _denials(actor: StaffUser) -> list[AuditEvent]:
 def _call(app: Flask, caller: StaffUser, method: str, rule: str, world: World) -> tuple[str, Any]:
     path = _path(rule, world)
     kwargs = _request_body(method, rule, world)
-    response = Http(app, token_for(caller)).request(method, path, **kwargs)
+    # Money endpoints require an Idempotency-Key (PAY-11); a fresh one keeps the lookup reachable.
+    headers = {"Idempotency-Key": str(uuid.uuid4())} if method == "POST" else {}
+    response = Http(app, token_for(caller)).request(method, path, headers=headers, **kwargs)
     return path, response
 
 
