@@ -18,7 +18,7 @@ import time_machine
 from PIL import Image
 from sqlalchemy import select
 
-from app.billing.jobs import passive
+from app.billing.jobs import passive, recovery
 from app.billing.models import Bill, OrderState, PaymentOrder, PaymentOrderEvent
 from app.core.audit import AuditEvent
 from app.core.auth import Role
@@ -174,7 +174,10 @@ def test_get_and_cancel_a_bill(app, desk, centre, fake_providers):
     db.session.execute(
         PaymentOrder.__table__.update()
         .where(PaymentOrder.id == uuid.UUID(order["id"]))
-        .values(created_at=datetime.now(UTC) - timedelta(minutes=6))
+        .values(
+            created_at=datetime.now(UTC) - timedelta(minutes=6),
+            charge_called_at=datetime.now(UTC) - timedelta(minutes=6),
+        )
     )
     assert desk.post(f"{ORDERS}/{order['id']}/close", json={}).json["state"] == "closed"
 
@@ -387,7 +390,7 @@ def test_wechat_close_waits_5_minutes_then_closes_at_the_provider_first(desk, ce
     assert desk.get(f"{ORDERS}/{order['id']}/qr.png").status_code == 409
 
     frozen.shift(240)
-    assert passive.close_step(order["id"]) == "closed"
+    assert recovery.close_order(uuid.UUID(order["id"])) == "closed"
     closed = _order(order["id"])
     assert closed.state == OrderState.CLOSED and closed.closing is False
     close_calls = [at for at, name, _ in ledger.calls if name == "close"]
@@ -401,5 +404,5 @@ def test_alipay_unscanned_qr_is_closed_once_expired(desk, centre, fake_providers
     closing = desk.post(f"{ORDERS}/{order['id']}/close", json={}).json
     assert closing["closing"] is True and closing["state"] == "pending"
     frozen.shift(timedelta(minutes=16))
-    assert passive.sweep_passive() == 1
+    assert recovery.recover_orders() == {"closed": 1}
     assert _order(order["id"]).state == OrderState.CLOSED

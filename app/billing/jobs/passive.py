@@ -28,10 +28,10 @@ whose job was lost.
 
 `close_order(order_id)` is the desk's "close / stop": for a 被扫 order it is the cashier giving
 up (reverse now, or at t+15 s on WeChat); for a QR/JSAPI order it queries first (a paid trade is
-applied as paid, never closed), then closes at the provider before closing locally. WeChat refuses
-closeorder within 5 minutes of the order's creation: the order is then left `closing=True` with
-`next_check_at` at the 5-minute mark, and `close_step(order_id)` (recovery job or this module's
-own scheduled job) finishes it.
+applied as paid, never closed), then closes at the provider before closing locally, through the
+same `app.billing.jobs.recovery.close_order` the expiry uses. WeChat refuses closeorder within 5
+minutes of the order's creation: the order is then left `closing=True` with `next_check_at` at the
+5-minute mark, and the recovery job finishes it.
 
 These functions are entry points (like `app.billing.flows`): they commit.
 """
@@ -83,10 +83,7 @@ PROCEDURES: dict[Channel, Procedure] = {
 }
 REVERSE_BACKOFF_S: tuple[int, ...] = (3, 5, 10, 20, 30)
 MAX_REVERSE_ATTEMPTS = 8
-WECHAT_CLOSE_NOT_BEFORE = timedelta(minutes=5)  # "订单生成后不能马上调用关单接口，最短调用时间间隔为5分钟"
-CLOSE_RETRY = timedelta(seconds=30)
 STEP_PATH = "app.billing.jobs.passive:advance_passive"
-CLOSE_STEP_PATH = "app.billing.jobs.passive:close_step"
 
 # States in which a 被扫 order is still being settled by this procedure (PENDING only if a query
 # ever reported WAIT_BUYER_PAY before we saw PAYING: treated like PAYING).
@@ -157,15 +154,14 @@ def due_passive_orders(now: datetime | None = None, *, limit: int = 200) -> list
 
 
 def sweep_passive() -> int:
-    """Cron (every minute): run every due 被扫 step and every due close whose scheduled job was
-    lost (or never scheduled because Redis was down). Returns the steps that did something."""
+    """Cron (every minute): run every due 被扫 step whose scheduled job was lost (or never
+    scheduled because Redis was down). Returns the steps that did something."""
     ran = 0
-    steps = [(advance_passive, oid) for oid in due_passive_orders()]
-    steps += [(close_step, oid) for oid in due_closing_orders()]
+    due = due_passive_orders()
     rollback()
-    for step, order_id in steps:
+    for order_id in due:
         try:
-            if step(order_id) != "noop":
+            if advance_passive(order_id) != "noop":
                 ran += 1
         except Exception:  # one broken order must not stop the sweep
             rollback()
@@ -349,7 +345,12 @@ def close_order(order_id: uuid.UUID, *, actor: Actor) -> PaymentOrder:
         _enqueue(STEP_PATH, order.id, at)
     commit()
     if at <= now:
-        advance_passive(order.id) if passive else close_step(order.id, source="api")
+        if passive:
+            advance_passive(order.id)
+        else:
+            from app.billing.jobs import recovery
+
+            recovery.close_order(order.id)
     order = db.session.get(PaymentOrder, order.id) or order
     db.session.refresh(order)
     if order.state == OrderState.PAID:
@@ -359,90 +360,6 @@ def close_order(order_id: uuid.UUID, *, actor: Actor) -> PaymentOrder:
 
 def _already_paid() -> Conflict:
     return Conflict("付款人已完成支付，订单不能关闭；如需退款请发起退款", code="order_already_paid")
-
-
-def due_closing_orders(now: datetime | None = None, *, limit: int = 200) -> list[uuid.UUID]:
-    """QR/JSAPI orders marked `closing` whose close at the provider is due (for the recovery job)."""
-    moment = now or clock.now()
-    return list(
-        db.session.execute(
-            select(PaymentOrder.id)
-            .where(
-                PaymentOrder.mode != PayMode.PAYER_CODE,
-                PaymentOrder.closing.is_(True),
-                PaymentOrder.state.in_([str(s) for s in PASSIVE_STATES]),
-                PaymentOrder.next_check_at <= moment,
-            )
-            .order_by(PaymentOrder.next_check_at)
-            .limit(limit)
-        ).scalars()
-    )
-
-
-def close_step(order_id: uuid.UUID | str, *, source: str = "job") -> str:
-    """Close a `closing` QR/JSAPI order at the provider, then locally (commits; idempotent).
-    Returns noop | settled | closed | waiting | retry."""
-    oid = uuid.UUID(str(order_id))
-    now = clock.now()
-    order = _try_lock(oid)
-    if (
-        order is None
-        or not order.closing
-        or order.mode == PayMode.PAYER_CODE
-        or order.order_state.is_final
-        or order.next_check_at is None
-        or order.next_check_at > now
-    ):
-        rollback()
-        return "noop"
-    channel = Channel(order.channel)
-    created, expires_at, out_trade_no = order.created_at, order.expires_at, order.out_trade_no
-    _claim(order, now)
-    provider = providers.get(channel)
-    status = _query(provider, out_trade_no)  # query first: a paid trade is applied, never closed
-    if status is not None and status.state in SETTLED:
-        return _settle(oid, status, source=source)
-    if channel is Channel.WECHAT and now < created + WECHAT_CLOSE_NOT_BEFORE:
-        order = orders.lock_order(oid)
-        _reschedule(order, created + WECHAT_CLOSE_NOT_BEFORE, path=CLOSE_STEP_PATH)
-        commit()
-        return "waiting"
-    result: CloseResult | None = None
-    try:
-        result = provider.close(out_trade_no)
-    except (ProviderDeclined, ProviderOutcomeUnknown) as exc:
-        log.warning("close failed", extra={"out_trade_no": out_trade_no, "error": str(exc)})
-    except Exception:
-        log.exception("unexpected error from close", extra={"out_trade_no": out_trade_no})
-    if result is not None and result.already_paid:
-        status = _query(provider, out_trade_no)
-        if status is not None and status.state in SETTLED:
-            return _settle(oid, status, source=source)
-    order = orders.lock_order(oid)
-    if order.order_state.is_final:
-        commit()
-        return "settled"
-    # Alipay: an unscanned precreate does not exist and cannot be closed; once past its expiry it
-    # can never be paid, so it is closed locally.
-    gone = status is not None and status.state is TradeState.NOT_FOUND and now > expires_at
-    if (result is not None and result.done) or gone:
-        orders.transition(
-            order,
-            OrderState.CLOSED,
-            source=source,
-            actor=SYSTEM,
-            reason="已在支付平台关闭" if not gone else "二维码已过期，支付平台无此交易",
-            values={"closing": False},
-        )
-        orders.set_follow_up(order, None)
-        commit()
-        return "closed"
-    retry_at = now + CLOSE_RETRY
-    if status is not None and status.state is TradeState.NOT_FOUND and channel is Channel.ALIPAY:
-        retry_at = max(retry_at, expires_at + timedelta(seconds=5))
-    _reschedule(order, retry_at, path=CLOSE_STEP_PATH)
-    commit()
-    return "retry"
 
 
 # --- helpers ---------------------------------------------------------------------------------------

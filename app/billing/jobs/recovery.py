@@ -150,17 +150,28 @@ def close_order(order_id: uuid.UUID) -> str:
     channel, out_trade_no = Channel(order.channel), order.out_trade_no
     passive = order.mode == PayMode.PAYER_CODE
     created = order.charge_called_at or order.created_at
+    expires_at = order.expires_at
     commit()
-    if channel is Channel.WECHAT and not passive and clock.now() < created + WECHAT_CLOSE_MIN_AGE:
-        return _reschedule(order_id, at=created + WECHAT_CLOSE_MIN_AGE, outcome="deferred")
     provider = providers.get(channel)
-    try:
+    try:  # query first: a paid trade is applied as paid, never closed
         status = provider.query(out_trade_no)
     except (ProviderOutcomeUnknown, ProviderDeclined) as exc:
         log.warning("order query failed", extra={"out_trade_no": out_trade_no, "error": str(exc)})
         return _reschedule(order_id, unknown=True)
     if status.state is TradeState.PAID:
         return _apply_settled(order_id, status) or "paid"
+    now = clock.now()
+    if channel is Channel.WECHAT and not passive and now < created + WECHAT_CLOSE_MIN_AGE:
+        return _reschedule(order_id, at=created + WECHAT_CLOSE_MIN_AGE, outcome="deferred")
+    if (
+        status.state is TradeState.NOT_FOUND
+        and channel is Channel.ALIPAY
+        and not passive
+        and now <= expires_at
+    ):
+        # An unscanned precreate cannot be closed at Alipay and stays payable until its expiry:
+        # calling it closed now would invite a payment after close. Close it once it has expired.
+        return _reschedule(order_id, at=expires_at + timedelta(seconds=5), outcome="deferred")
     # Unpaid (or already closed by the provider's own expiry): close it at the provider anyway,
     # which is idempotent, so that nobody can pay it after we call it closed.
     try:
@@ -228,7 +239,7 @@ def _mark_closed(
         actor=SYSTEM,
         reason=reason,
         detail={"provider_state": str(provider_state), "refunded": result.refunded},
-        values={"next_check_at": None},
+        values={"next_check_at": None, "closing": False},
     )
     if not moved and order.state == OrderState.PAID and result.refunded:
         # Paid (by a notification) between our query and the reversal, which returned the money.
