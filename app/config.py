@@ -20,7 +20,7 @@ DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused in prod
 DEV_FIELD_KEYS = "dev1:ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLSEhISE="  # 32 bytes, base64
 DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-change-me"
 DEV_AUDIT_HMAC_KEY = "dev-only-audit-chain-key-change-me"
-DEV_WECHATPAY_API_KEY = "sandbox-wechatpay-api-key-0000000"[:32]  # noqa: S105 - sandbox only
+DEV_WECHATPAY_API_KEY = "sandbox-wechatpay-api-key-0000000"[:32]
 
 _DEV_SECRETS = {
     "SECRET_KEY": DEV_SECRET_KEY,
@@ -209,6 +209,47 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         str,
         "Alipay gateway. Empty: `https://openapi.alipay.com/gateway.do` (or the sandbox).",
+    ),
+    Setting(
+        "WECHAT_OAUTH_APPID",
+        "",
+        str,
+        "Official-account AppID for the H5 cashier's web OAuth. Empty: `WECHATPAY_APPID`.",
+    ),
+    Setting(
+        "WECHAT_OAUTH_SECRET", "", str, "Official-account AppSecret for web OAuth (the sandbox has its own)."
+    ),
+    Setting(
+        "WECHAT_OAUTH_AUTHORIZE_URL",
+        "",
+        str,
+        "Empty: `https://open.weixin.qq.com/connect/oauth2/authorize` (or the sandbox's OAuth emulator).",
+    ),
+    Setting("WECHAT_OAUTH_API_BASE", "", str, "Empty: `https://api.weixin.qq.com/` (or the sandbox)."),
+    Setting(
+        "ALIPAY_OAUTH_AUTHORIZE_URL",
+        "",
+        str,
+        "Empty: `https://openauth.alipay.com/oauth2/publicAppAuthorize.htm` (or the sandbox).",
+    ),
+    Setting(
+        "PAYMENT_PAYER_SESSION_MINUTES",
+        30,
+        int,
+        "How long the H5 cashier remembers the payer's wallet identity.",
+    ),
+    Setting("PAYMENT_LINK_TTL_HOURS", 24, int, "Lifetime of a signed `/pay/o/...` bill link."),
+    Setting(
+        "PAYMENT_WALK_IN_MAX_FEN",
+        100000,
+        int,
+        "Largest amount (fen) a payer may type in at an aggregate QR code without a bill.",
+    ),
+    Setting(
+        "PAYMENT_POSTER_FONT",
+        "",
+        str,
+        "CJK TrueType font for the printable aggregate-QR poster PNG. Empty: WenQuanYi Micro Hei if installed.",
     ),
 )
 

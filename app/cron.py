@@ -14,10 +14,22 @@ CRON_TABLE: tuple[tuple[str, str, int], ...] = (
     ("idempotency-purge", "app.core.idempotency:purge_expired", 3600),
     ("mp-sessions-purge", "app.mp_accounts.jobs:purge_sessions", 3600),
     # Payments (issue 4). Each step re-checks and locks; several workers may run them.
-    ("billing-passive-sweep", "app.billing.jobs.passive:sweep_passive", 60),  # 被扫 polling/reversal safety net
-    ("billing-recover-orders", "app.billing.jobs.recovery:recover_orders", 60),  # 补单 + expiry close (PAY-08)
+    (
+        "billing-passive-sweep",
+        "app.billing.jobs.passive:sweep_passive",
+        60,
+    ),  # 被扫 polling/reversal safety net
+    (
+        "billing-recover-orders",
+        "app.billing.jobs.recovery:recover_orders",
+        60,
+    ),  # 补单 + expiry close (PAY-08)
     ("billing-poll-refunds", "app.billing.jobs.refunds:poll_refunds", 60),  # refund final states (PAY-12)
-    ("billing-reconcile", "app.billing.jobs.reconciliation:reconcile_yesterday", 3600),  # after 10:00 (PAY-13)
+    (
+        "billing-reconcile",
+        "app.billing.jobs.reconciliation:reconcile_yesterday",
+        3600,
+    ),  # after 10:00 (PAY-13)
 )
 
 

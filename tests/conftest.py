@@ -147,7 +147,10 @@ def committing_db(app: Flask) -> Iterator[None]:
     """Real commits (for concurrency tests); every table is emptied afterwards."""
     try:
         with app.app_context():
-            yield
+            try:
+                yield
+            finally:
+                db.session.remove()  # the test's own session: its connection goes back to the pool
     finally:
         with app.app_context():
             db.session.remove()

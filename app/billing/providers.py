@@ -88,9 +88,8 @@ def _alipay_keys(app: Flask) -> tuple[str, str]:
 
 
 def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
-    from payments.sandbox.alipay import AlipaySandbox
-
     from payments.sandbox import Ticker, serve
+    from payments.sandbox.alipay import AlipaySandbox
     from payments.sandbox.keys import cached_key_pair
     from payments.sandbox.wechat import WeChatPaySandbox
 
