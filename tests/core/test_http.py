@@ -393,8 +393,8 @@ def test_create_app_refuses_to_start_with_an_undeclared_route(
     def dump() -> str:
         return "everything"
 
-    def register(api: Api) -> None:
-        original(api)
+    def register(api: Api, app: Flask) -> None:
+        original(api, app)
         api.register_blueprint(blp)
 
     monkeypatch.setattr(app_package, "_register_blueprints", register)

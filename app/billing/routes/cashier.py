@@ -105,13 +105,29 @@ def _cookie_secure() -> bool:
     return str(current_app.config["PAYMENT_PUBLIC_BASE_URL"]).startswith("https://")
 
 
-def _payer() -> Payer | None:
+SANDBOX_WALLET_COOKIE = "luohu_pay_sandbox_wallet"
+
+
+def _wallet() -> Channel | None:
+    """The payer's wallet from the User-Agent. In the payment sandbox only, an ordinary browser may
+    pretend to be one (`?sandbox_wallet=wechat|alipay`, remembered in a cookie) for demos."""
     wallet = payer_identity.detect_wallet(request.headers.get("User-Agent"))
+    if wallet is None and current_app.config["PAYMENT_SANDBOX"]:
+        chosen = request.args.get("sandbox_wallet") or request.cookies.get(SANDBOX_WALLET_COOKIE)
+        if chosen in (Channel.WECHAT, Channel.ALIPAY):
+            wallet = Channel(chosen)
+    return wallet
+
+
+def _payer() -> Payer | None:
+    wallet = _wallet()
     return payer_identity.payer_from_cookie(request.cookies.get(payer_identity.PAYER_COOKIE), wallet=wallet)
 
 
-def _message(title: str, text: str, status: int) -> ResponseReturnValue:
-    return render_template("pay/message.html", title=title, text=text), status
+def _message(title: str, text: str, status: int, *, sandbox_wallets: bool = False) -> ResponseReturnValue:
+    return render_template(
+        "pay/message.html", title=title, text=text, sandbox_wallets=sandbox_wallets
+    ), status
 
 
 def _html_errors(view: F) -> F:
@@ -129,7 +145,7 @@ def _html_errors(view: F) -> F:
 
 
 def _cashier_page(*, centre_id: uuid.UUID, label: str, pay_url: str, bills: list[Any], walk_in: bool) -> str:
-    wallet = payer_identity.detect_wallet(request.headers.get("User-Agent"))
+    wallet = _wallet()
     return render_template(
         "pay/cashier.html",
         centre=cashier.centre_name(centre_id),
@@ -139,18 +155,28 @@ def _cashier_page(*, centre_id: uuid.UUID, label: str, pay_url: str, bills: list
         bills=bills,
         walk_in=walk_in,
         max_text=f"{fen_to_yuan(cashier.walk_in_max_fen())} 元",
+        sandbox=bool(current_app.config["PAYMENT_SANDBOX"]),
     )
 
 
 def _identify_first() -> ResponseReturnValue | None:
     """None when the payer is known; else the page to show (wrong browser) or the OAuth redirect."""
-    wallet = payer_identity.detect_wallet(request.headers.get("User-Agent"))
+    wallet = _wallet()
     if wallet is None:
-        return _message("请使用微信或支付宝扫码", "请使用微信或支付宝“扫一扫”扫描收款码付款。", 200)
+        return _message(
+            "请使用微信或支付宝扫码",
+            "请使用微信或支付宝“扫一扫”扫描收款码付款。",
+            200,
+            sandbox_wallets=bool(current_app.config["PAYMENT_SANDBOX"]),
+        )
     if _payer() is not None:
         return None
     state, nonce = payer_identity.new_state(wallet, request.path)
     response = redirect(payer_identity.authorize_url(wallet, state))
+    if request.args.get("sandbox_wallet") == wallet and current_app.config["PAYMENT_SANDBOX"]:
+        response.set_cookie(
+            SANDBOX_WALLET_COOKIE, str(wallet), path=payer_identity.COOKIE_PATH, httponly=True
+        )
     response.set_cookie(
         payer_identity.STATE_COOKIE,
         nonce,
