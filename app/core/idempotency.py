@@ -152,8 +152,12 @@ def idempotent(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = request.headers.get(HEADER, "").strip()
-        if not _KEY.fullmatch(key):
+        if not key:
             raise IdempotencyKeyMissing()
+        if not _KEY.fullmatch(key):
+            raise IdempotencyKeyMissing(
+                "Idempotency-Key 格式不正确：应为 8–255 位字母、数字或 _ . : -（建议使用 UUID）"
+            )
         owner = require_principal().actor_ref
         started = begin(owner, key, request_fingerprint())
         if isinstance(started, Response):
