@@ -205,3 +205,39 @@ def test_a_desktop_browser_is_told_to_scan_with_a_wallet(live_app):
         page.goto(f"{live_app}/pay/c/{code.token}")
         expect(page.get_by_role("heading", name="请使用微信或支付宝扫码")).to_be_visible()
         assert problems == []
+
+
+def test_in_the_sandbox_a_desktop_browser_can_play_a_wallet_and_pay(live_app):
+    """`make run`'s demo path: no wallet app, so the page offers to pretend to be one and the
+    payment sheet is simulated by /_sandbox/jsapi-pay; success still waits for the server."""
+    centre = make_centre(name="罗湖区翠竹社康中心")
+    code = cashier_service.create_aggregate_qr(institution_id=centre.id, label="二楼", actor=Actor("system"))
+    commit()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", locale="zh-CN")
+            dialogs: list[str] = []
+
+            def accept(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                dialog.accept()
+
+            page.on("dialog", accept)
+            page.goto(f"{live_app}/pay/c/{code.token}")
+            page.click("text=用支付宝打开")  # -> sandbox OAuth -> back, payer identified
+            page.fill("#amount", "8")
+            page.click("#next")
+            expect(page.locator("#confirm-amount")).to_have_text("¥8.00")
+            page.click("#pay")
+            page.wait_for_url("**/pay/r/**", timeout=WAIT_MS)
+            expect(page.locator("#success")).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator("#paid-amount")).to_have_text("¥8.00")
+        finally:
+            browser.close()
+    assert dialogs == ["【支付沙箱】模拟支付宝支付：确认付款？"]
+    order = _order()
+    assert order.state == OrderState.PAID and order.channel == Channel.ALIPAY and order.mode == "jsapi"
+    assert providers.sandbox(Channel.ALIPAY).ledger.payments_of(order.out_trade_no) == 1
