@@ -318,6 +318,6 @@ def config_table() -> None:
     click.echo("|---|---|---|")
     for setting in config_module.SETTINGS:
         default = setting.default
-        if setting.name in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY"}:
+        if setting.name in config_module.DEV_SECRET_NAMES:
             default = "(development value)"
         click.echo(f"| `{setting.name}` | `{default}` | {setting.doc} |")

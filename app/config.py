@@ -29,6 +29,7 @@ _DEV_SECRETS = {
     "AUDIT_HMAC_KEY": DEV_AUDIT_HMAC_KEY,
     "WECHATPAY_API_KEY": DEV_WECHATPAY_API_KEY,
 }
+DEV_SECRET_NAMES = frozenset(_DEV_SECRETS)
 
 
 @dataclass(frozen=True)
