@@ -112,6 +112,14 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.billing.routes.reconciliation:blp",
     "app.billing.routes.cashier:blp",
     "miniprogram_api.payments:blp",
+    "app.contracts.routes.packages:blp",
+    "app.contracts.routes.agreements:blp",
+    "app.contracts.routes.printing:blp",
+    "app.contracts.routes.applications:blp",
+    "app.contracts.routes.signing:blp",
+    "app.contracts.routes.contracts:blp",
+    "miniprogram_api.contracts:blp",
+    "miniprogram_api.my_doctor:blp",
 )
 # Plain Flask blueprints kept out of OpenAPI: provider callbacks, the H5 cashier's HTML pages, and
 # the payment sandbox's payer simulator (development only).

@@ -252,6 +252,26 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "CJK TrueType font for the printable aggregate-QR poster PNG. Empty: WenQuanYi Micro Hei if installed.",
     ),
+    # --- family-doctor signing (issue 5) -----------------------------------------------------------
+    Setting("CONTRACT_PERIOD_YEARS", 1, int, "Contract period in years: end = start + N years − 1 day."),
+    Setting(
+        "CONTRACT_REQUIRES_HEALTH_RECORD",
+        False,
+        bool,
+        "Refuse signing a resident who has no health record yet (建档才可签约).",
+    ),
+    Setting(
+        "CONTRACT_REVIEW_HOURS",
+        48,
+        int,
+        "How long a team has to review an online application before it lapses (the resident is told).",
+    ),
+    Setting(
+        "CONTRACT_CONFIRM_HOURS",
+        72,
+        int,
+        "How long a resident has to confirm (and pay for) an accepted application before it lapses.",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}

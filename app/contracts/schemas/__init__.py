@@ -1,0 +1,1 @@
+"""Contracts request and response schemas."""

@@ -1,0 +1,1 @@
+"""Contract use cases (rules, no commits). `core` is shared by every signing channel."""
