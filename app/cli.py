@@ -23,7 +23,14 @@ DEMO_CSV = Path(__file__).parent / "institutions" / "data" / "demo_centres.csv"
 
 
 def register(app: Flask) -> None:
-    for command in (seed_demo, import_centres, audit_verify, rotate_field_keys, config_table):
+    for command in (
+        seed_demo,
+        import_centres,
+        audit_verify,
+        billing_invariants,
+        rotate_field_keys,
+        config_table,
+    ):
         app.cli.add_command(command)
 
 
@@ -280,6 +287,22 @@ def audit_verify() -> None:
             )
         sys.exit(1)
     click.echo(f"audit chain intact: {total or 0} events")
+
+
+@click.command("billing-invariants")
+@with_appcontext
+def billing_invariants() -> None:
+    """REL-07: check the payment invariants (read-only); exit 1 naming every violation."""
+    from app.billing.services.invariants import violations
+
+    found = violations()
+    for violation in found:
+        click.echo(
+            f"{violation.rule}: {violation.object_type} {violation.object_id}: {violation.detail}", err=True
+        )
+    if found:
+        sys.exit(1)
+    click.echo("payment invariants hold")
 
 
 @click.command("rotate-field-keys")
