@@ -172,7 +172,10 @@ SETTINGS: tuple[Setting, ...] = (
         "The recovery job (补单) queries orders still pending or unknown this long after creation (PAY-08).",
     ),
     Setting(
-        "WECHATPAY_APPID", "wxd930ea5d5a258f4f", str, "WeChat Pay AppID (official account / mini-program)."
+        "WECHATPAY_APPID",
+        "wxd930ea5d5a258f4f",
+        str,
+        "WeChat Pay default AppID (the official account of the H5 cashier); mini-program payments use `WECHAT_MP_APPID`.",
     ),
     Setting("WECHATPAY_MCH_ID", "10000100", str, "WeChat Pay merchant id (商户号)."),
     Setting(

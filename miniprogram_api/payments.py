@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import request
 
-from app.billing import flows
+from app.billing import flows, providers
 from app.billing.models import Bill, OrderState, PaymentOrder
 from app.billing.schemas.cashier import EmptyArgsSchema, MpBillSchema, MpPaymentSchema
 from app.billing.services import cashier
@@ -99,6 +99,7 @@ def pay_bill(args: dict[str, Any], bill_id: uuid.UUID) -> Any:
         payer_account=user.openid,
         client_ip=request.remote_addr or "127.0.0.1",
         actor=actor,
+        payer_app=providers.MP_APP,  # the openid is the mini-program's (code2session): its appid pays
     )
     commit()  # the order and its out_trade_no exist before WeChat Pay hears of it
     order = start.order

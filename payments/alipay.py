@@ -15,6 +15,8 @@ SDK facts this module depends on (spec/payments.md B.2, RECIPES.md; the version 
 - `build_body` stamps `timestamp` with the process's local time; `_Client` stamps China time.
 - `_gateway` is a private attribute; `gateway=` overrides it (loopback emulator in tests).
 - `verify(data, sign)` mutates `data`: it gets a copy.
+- `ChargeRequest.app` and the `app=` of query/close/reverse/refund/query_refund are ignored:
+  this adapter serves one Alipay application (`app_id`).
 
 Money is fen everywhere outside this module; the yuan strings are made and read only with
 `fen_to_yuan` / `yuan_to_fen` (exact, no float).
@@ -317,7 +319,7 @@ class AlipayProvider:
             raw=reply,
         )
 
-    def query(self, out_trade_no: str) -> TradeStatus:
+    def query(self, out_trade_no: str, *, app: str | None = None) -> TradeStatus:
         reply = self._call(self._client.api_alipay_trade_query, out_trade_no=out_trade_no)
         if reply.get("code") == "40004" and reply.get("sub_code") == "ACQ.TRADE_NOT_EXIST":
             # For a precreate this means "not scanned yet", not an error.
@@ -338,7 +340,7 @@ class AlipayProvider:
             raw=reply,
         )
 
-    def close(self, out_trade_no: str) -> CloseResult:
+    def close(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         reply = self._call(self._client.api_alipay_trade_close, out_trade_no=out_trade_no)
         if reply.get("code") == "10000":
             return CloseResult(done=True, raw=reply)
@@ -353,7 +355,7 @@ class AlipayProvider:
             return CloseResult(done=False, raw=reply)  # paid or being paid: query it
         raise self._refuse(reply)
 
-    def reverse(self, out_trade_no: str) -> CloseResult:
+    def reverse(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         reply = self._call(self._client.api_alipay_trade_cancel, out_trade_no=out_trade_no)
         if reply.get("code") == "10000":
             if reply.get("retry_flag") == "Y":
@@ -363,7 +365,7 @@ class AlipayProvider:
             return CloseResult(done=True, raw=reply)  # the pay request never created a trade
         raise self._refuse(reply)
 
-    def refund(self, request: RefundRequest) -> RefundStatus:
+    def refund(self, request: RefundRequest, *, app: str | None = None) -> RefundStatus:
         extra: dict[str, Any] = {"out_request_no": request.out_refund_no}
         if request.reason:
             extra["refund_reason"] = request.reason
@@ -386,7 +388,7 @@ class AlipayProvider:
             raw=reply,
         )
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundStatus:
+    def query_refund(self, out_trade_no: str, out_refund_no: str, *, app: str | None = None) -> RefundStatus:
         biz = {
             "out_trade_no": out_trade_no,
             "out_request_no": out_refund_no,

@@ -149,6 +149,10 @@ class ChargeRequest:
     payer_id: str | None = None  # JSAPI: WeChat openid / Alipay buyer_id (2088...)
     product_id: str | None = None  # MERCHANT_QR on WeChat NATIVE (required there)
     attach: str | None = None  # echoed back in notifications (we put nothing sensitive here)
+    # Which of the merchant's apps the payer is in: None = the default app; e.g. "mp" = the WeChat
+    # mini-program. WeChat binds an openid to one appid: the unified order and the JSAPI client
+    # parameters must use the app the payer_id belongs to. Alipay and the fake ignore it.
+    app: str | None = None
 
 
 @dataclass(frozen=True)
@@ -279,25 +283,31 @@ class PaymentProvider(Protocol):
         """Create the trade in the given mode. Raises ProviderDeclined or ProviderOutcomeUnknown."""
         ...
 
-    def query(self, out_trade_no: str) -> TradeStatus:
-        """The trade's current state (NOT_FOUND when the provider has none)."""
+    def query(self, out_trade_no: str, *, app: str | None = None) -> TradeStatus:
+        """The trade's current state (NOT_FOUND when the provider has none).
+
+        `app` (here and in close/reverse/refund/query_refund): the `ChargeRequest.app` the trade
+        was created with. WeChat needs the appid the order was created with; Alipay and the fake
+        ignore it."""
         ...
 
-    def close(self, out_trade_no: str) -> CloseResult:
+    def close(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         """Close an unpaid trade so it can never be paid (WeChat closeorder, Alipay trade.close)."""
         ...
 
-    def reverse(self, out_trade_no: str) -> CloseResult:
+    def reverse(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         """Reverse a 被扫 trade of unclear outcome (WeChat reverse, Alipay trade.cancel): closes it
         if unpaid, refunds it if paid."""
         ...
 
-    def refund(self, request: RefundRequest) -> RefundStatus:
+    def refund(self, request: RefundRequest, *, app: str | None = None) -> RefundStatus:
         """Apply for a refund. The reply only means "accepted" (PROCESSING) unless the provider
         states money moved; the final state comes from `query_refund` or a notification."""
         ...
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundStatus: ...
+    def query_refund(
+        self, out_trade_no: str, out_refund_no: str, *, app: str | None = None
+    ) -> RefundStatus: ...
 
     def parse_callback(self, body: bytes, content_type: str) -> PaymentEvent:
         """Verify and parse a notification body. Raises InvalidCallback; never trusts a field

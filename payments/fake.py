@@ -17,6 +17,8 @@ WeChat and Alipay loopback emulators; only the wire format is its own:
   notification retry schedule is Alipay's.
 
 Payer codes: any 18-digit code the ledger issued (`ledger.payer_code(...)`), whatever its prefix.
+`ChargeRequest.app` and the `app=` of query/close/reverse/refund/query_refund are ignored: the
+fake has one app.
 """
 
 from __future__ import annotations
@@ -238,7 +240,7 @@ class FakeProvider:
             return self.ledger.query(out_trade_no)
         return self.ledger.lookup(out_trade_no)
 
-    def query(self, out_trade_no: str) -> TradeStatus:
+    def query(self, out_trade_no: str, *, app: str | None = None) -> TradeStatus:
         if self._fault("query", out_trade_no) is not None:
             raise ProviderOutcomeUnknown("fake provider: query failed")
         trade = self._visible(out_trade_no)
@@ -246,7 +248,7 @@ class FakeProvider:
             return TradeStatus(out_trade_no=out_trade_no, state=TradeState.NOT_FOUND)
         return self._status(trade)
 
-    def close(self, out_trade_no: str) -> CloseResult:
+    def close(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         fault = self._fault("close", out_trade_no)
         if fault is not None and fault.kind == "retry":
             if fault.apply:
@@ -266,7 +268,7 @@ class FakeProvider:
             raise _declined(error) from error
         return CloseResult(done=True, raw=self._trade_fields(trade))
 
-    def reverse(self, out_trade_no: str) -> CloseResult:
+    def reverse(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         fault = self._fault("reverse", out_trade_no)
         if fault is not None and fault.kind == "retry":
             refunded = False
@@ -291,7 +293,7 @@ class FakeProvider:
 
     # --- refunds -------------------------------------------------------------------------------
 
-    def refund(self, request: RefundRequest) -> RefundStatus:
+    def refund(self, request: RefundRequest, *, app: str | None = None) -> RefundStatus:
         def operation() -> SimRefund:
             with self.ledger.lock:
                 trade = self.ledger.lookup(request.out_trade_no)
@@ -316,7 +318,7 @@ class FakeProvider:
             raise _declined(error) from error
         return self._refund_status(refund)
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundStatus:
+    def query_refund(self, out_trade_no: str, out_refund_no: str, *, app: str | None = None) -> RefundStatus:
         if self._fault("refund_query", out_trade_no) is not None:
             raise ProviderOutcomeUnknown("fake provider: refund query failed")
         refund = self.ledger.query_refund(out_trade_no, out_refund_no)

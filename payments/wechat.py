@@ -15,6 +15,13 @@ SDK pitfalls handled here (spec/payments.md B.1, RECIPES.md):
 - Callbacks: duplicate XML tags are refused before anything else (the doc's own sample has one);
   refund notifications carry no signature and are authenticated by decrypting `req_info`.
 - Bills: the BOM is not stripped by wechatpy 1.8.18; amounts are yuan; the totals line is checked.
+
+One merchant, several apps: an openid belongs to one appid (the official account's H5 pages, the
+mini-program), and WeChat refuses a JSAPI order whose appid is not the payer's app ("appid和openid
+不匹配"). `app_ids` names the merchant's extra apps ({"mp": "wx..."}); `ChargeRequest.app` and the
+`app=` of the trade-bound calls pick the wechatpy client of that appid (same mch_id, key and
+certificate), so the unified order, the `paySign` and every later call of that trade use the
+appid the trade was created with. Notifications of any configured appid are accepted.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any
 from xml.parsers import expat
 
@@ -89,6 +97,7 @@ CHARGE_MESSAGES: dict[str, str] = {
     "APPID_MCHID_NOT_MATCH": "微信支付配置有误（APPID与商户号不匹配），请联系管理员",
     "SIGNERROR": "微信支付配置有误（签名），请联系管理员",
     "RETURN_FAIL": "微信支付拒绝了请求，请联系管理员",
+    "APP_NOT_CONFIGURED": "微信支付未配置该应用，请联系管理员",
 }
 REFUND_MESSAGES: dict[str, str] = {
     "NOTENOUGH": "商户账户余额不足，暂时无法退款，请稍后重试",
@@ -219,7 +228,11 @@ def parse_notification_xml(body: bytes) -> dict[str, str]:
 
 class WeChatPayProvider:
     """`PaymentProvider` for one WeChat Pay merchant (API v2). Thread-safe; stateless apart from
-    its configuration and wechatpy's HTTP session."""
+    its configuration and wechatpy's HTTP sessions.
+
+    `appid` is the default app (`app=None`); `app_ids` maps keys of the merchant's other apps to
+    their appids, e.g. {"mp": "wx..."} for the mini-program. An `app` key that is not configured
+    is refused with `ProviderDeclined("APP_NOT_CONFIGURED")` before anything is sent."""
 
     channel = Channel.WECHAT
 
@@ -234,30 +247,75 @@ class WeChatPayProvider:
         mch_key: str | None = None,
         timeout: float = 10.0,  # float-ok: seconds
         refund_notify_url: str | None = None,
+        app_ids: Mapping[str, str] | None = None,
     ) -> None:
+        apps = dict(app_ids or {})
+        for key, value in apps.items():
+            if not key or not value:
+                raise ValueError(f"app_ids needs a non-empty key and appid, got {key!r}: {value!r}")
         self.app_id = appid
         self.merchant_id = mch_id
         self.refund_notify_url = refund_notify_url
-        self._client = WeChatPay(
-            appid=appid, api_key=api_key, mch_id=mch_id, mch_cert=mch_cert, mch_key=mch_key, timeout=timeout
-        )
-        if api_base:
-            self._client.API_BASE_URL = api_base if api_base.endswith("/") else api_base + "/"
+        self._apps: Mapping[str, str] = MappingProxyType(apps)
+        self._clients: dict[str, Any] = {}  # appid -> wechatpy client; one per distinct appid
+        for each in (appid, *apps.values()):
+            if each in self._clients:
+                continue
+            client = WeChatPay(
+                appid=each,
+                api_key=api_key,
+                mch_id=mch_id,
+                mch_cert=mch_cert,
+                mch_key=mch_key,
+                timeout=timeout,
+            )
+            if api_base:
+                client.API_BASE_URL = api_base if api_base.endswith("/") else api_base + "/"
+            self._clients[each] = client
+        self._client = self._clients[appid]
 
     @property
     def client(self) -> Any:
-        """The underlying wechatpy client (tests; never call it around this adapter's checks)."""
+        """The default app's wechatpy client (tests; never call it around this adapter's checks)."""
         return self._client
+
+    @property
+    def app_ids(self) -> Mapping[str, str]:
+        """The extra apps by key (read-only); the default app is `app_id`."""
+        return self._apps
+
+    @property
+    def appids(self) -> frozenset[str]:
+        """Every appid this merchant's calls and notifications may carry."""
+        return frozenset(self._clients)
+
+    def appid_for(self, app: str | None) -> str:
+        """The appid of `app` (None: the default app). Raises ProviderDeclined for an unknown key."""
+        if app is None:
+            return self.app_id
+        appid = self._apps.get(app)
+        if appid is None:
+            raise ProviderDeclined(
+                "APP_NOT_CONFIGURED",
+                CHARGE_MESSAGES["APP_NOT_CONFIGURED"],
+                provider_message=f"no WeChat appid configured for app {app!r}",
+            )
+        return appid
+
+    def client_for(self, app: str | None) -> Any:
+        """The wechatpy client of `app` (tests; never call it around this adapter's checks)."""
+        return self._clients[self.appid_for(app)]
 
     def close_http(self) -> None:
         """Release wechatpy's pooled HTTP connections (tests, shutdown)."""
-        self._client._http.close()
+        for client in self._clients.values():
+            client._http.close()
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, str]:
-        """Run a wechatpy call; return the verified reply (business FAIL included) or raise
-        ProviderOutcomeUnknown for anything we cannot trust."""
+    def _call(self, client: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, str]:
+        """Run a wechatpy call of `client`; return the verified reply (business FAIL included) or
+        raise ProviderOutcomeUnknown for anything we cannot trust."""
         try:
             reply = fn(*args, **kwargs)
         except requests.RequestException as exc:  # timeouts, connection errors (not wrapped by wechatpy)
@@ -270,21 +328,21 @@ class WeChatPayProvider:
                 fields = parse_notification_xml(exc.response.content)
             except ValueError:
                 raise ProviderOutcomeUnknown("WeChat Pay reply is not well-formed XML") from exc
-            return self._verified(fields)
+            return self._verified(fields, client)
         if not isinstance(reply, Mapping):
             raise ProviderOutcomeUnknown("WeChat Pay reply is not XML")
-        return self._verified(reply)
+        return self._verified(reply, client)
 
-    def _verified(self, reply: Mapping[str, Any]) -> dict[str, str]:
+    def _verified(self, reply: Mapping[str, Any], client: Any) -> dict[str, str]:
         fields: dict[str, str] = {}
         for key, value in reply.items():
             if value is not None and not isinstance(value, str):  # list: duplicate tag; dict: nested
                 raise ProviderOutcomeUnknown(f"WeChat Pay reply has a malformed field {key!r}")
             fields[str(key)] = value or ""
-        if not fields.get("sign") or not self._client.check_signature(fields):
+        if not fields.get("sign") or not client.check_signature(fields):
             raise ProviderOutcomeUnknown("WeChat Pay reply signature does not verify")
         if fields.get("return_code") == "SUCCESS" and (
-            fields.get("appid", self.app_id) != self.app_id
+            fields.get("appid", client.appid) != client.appid
             or fields.get("mch_id", self.merchant_id) != self.merchant_id
         ):
             raise ProviderOutcomeUnknown("WeChat Pay reply is for another merchant")
@@ -328,15 +386,17 @@ class WeChatPayProvider:
             raise ValueError("amount_fen must be positive")
         body = _clean_text(request.subject, 127) or "-"
         attach = _clean_text(request.attach, 127) if request.attach else None
+        client = self.client_for(request.app)
         if request.mode is PayMode.PAYER_CODE:
-            return self._micropay(request, body, attach)
+            return self._micropay(client, request, body, attach)
         if not request.notify_url:
             raise ValueError("notify_url is required for NATIVE and JSAPI")
         if request.mode is PayMode.JSAPI and not request.payer_id:
             raise ValueError("payer_id (openid) is required for JSAPI")
         trade_type = "JSAPI" if request.mode is PayMode.JSAPI else "NATIVE"
         fields = self._call(
-            self._client.order.create,
+            client,
+            client.order.create,
             trade_type=trade_type,
             body=body,
             total_fee=str(request.amount_fen),
@@ -356,7 +416,7 @@ class WeChatPayProvider:
         prepay_id = fields.get("prepay_id")
         if not prepay_id:
             raise ProviderOutcomeUnknown("unified order reply without prepay_id")
-        params = self._client.jsapi.get_jsapi_params(prepay_id)
+        params = client.jsapi.get_jsapi_params(prepay_id)  # appId and paySign of the payer's app
         return ChargeResult(
             state=TradeState.PENDING,
             client_params={str(k): str(v) for k, v in params.items()},
@@ -364,12 +424,13 @@ class WeChatPayProvider:
             raw=fields,
         )
 
-    def _micropay(self, request: ChargeRequest, body: str, attach: str | None) -> ChargeResult:
+    def _micropay(self, client: Any, request: ChargeRequest, body: str, attach: str | None) -> ChargeResult:
         code = request.auth_code or ""
         if channel_for_payer_code(code) is not Channel.WECHAT:
             raise ProviderDeclined("AUTH_CODE_INVALID", CHARGE_MESSAGES["AUTH_CODE_INVALID"])
         fields = self._call(
-            self._client.micropay.create,
+            client,
+            client.micropay.create,
             body=body,
             total_fee=str(request.amount_fen),
             auth_code=code,
@@ -389,8 +450,9 @@ class WeChatPayProvider:
             raw=fields,
         )
 
-    def query(self, out_trade_no: str) -> TradeStatus:
-        fields = self._call(self._client.order.query, out_trade_no=out_trade_no)
+    def query(self, out_trade_no: str, *, app: str | None = None) -> TradeStatus:
+        client = self.client_for(app)
+        fields = self._call(client, client.order.query, out_trade_no=out_trade_no)
         if self._err_code(fields) == "ORDERNOTEXIST":
             return TradeStatus(out_trade_no=out_trade_no, state=TradeState.NOT_FOUND, raw=fields)
         self._raise_unknown_on_error("order query", fields)
@@ -411,8 +473,9 @@ class WeChatPayProvider:
             raw=fields,
         )
 
-    def close(self, out_trade_no: str) -> CloseResult:
-        fields = self._call(self._client.order.close, out_trade_no)
+    def close(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
+        client = self.client_for(app)
+        fields = self._call(client, client.order.close, out_trade_no)
         code = self._err_code(fields)
         if code is None or code in ("ORDERCLOSED", "ORDERNOTEXIST"):
             return CloseResult(done=True, raw=fields)
@@ -423,11 +486,12 @@ class WeChatPayProvider:
         self._raise_for(fields, CHARGE_MESSAGES)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def reverse(self, out_trade_no: str) -> CloseResult:
+    def reverse(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         """Query, then reverse (WeChat: "query before close or reverse"). The reverse reply does
         not say whether money went back; `refunded` is True when the query saw the trade paid."""
-        before = self.query(out_trade_no)
-        fields = self._call(self._client.order.reverse, out_trade_no=out_trade_no)
+        client = self.client_for(app)
+        before = self.query(out_trade_no, app=app)
+        fields = self._call(client, client.order.reverse, out_trade_no=out_trade_no)
         if fields.get("recall") == "Y":
             return CloseResult(done=False, retry=True, raw=fields)
         code = self._err_code(fields)
@@ -438,9 +502,11 @@ class WeChatPayProvider:
         self._raise_for(fields, CHARGE_MESSAGES)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def refund(self, request: RefundRequest) -> RefundStatus:
+    def refund(self, request: RefundRequest, *, app: str | None = None) -> RefundStatus:
+        client = self.client_for(app)
         fields = self._call(
-            self._client.refund.apply,
+            client,
+            client.refund.apply,
             total_fee=str(request.total_fen),
             refund_fee=str(request.refund_fen),
             out_refund_no=request.out_refund_no,
@@ -458,8 +524,11 @@ class WeChatPayProvider:
             raw=fields,
         )
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundStatus:
-        fields = self._call(self._client.refund.query, out_refund_no=out_refund_no, out_trade_no=out_trade_no)
+    def query_refund(self, out_trade_no: str, out_refund_no: str, *, app: str | None = None) -> RefundStatus:
+        client = self.client_for(app)
+        fields = self._call(
+            client, client.refund.query, out_refund_no=out_refund_no, out_trade_no=out_trade_no
+        )
         code = self._err_code(fields)
         if code in ("REFUNDNOTEXIST", "ORDERNOTEXIST"):
             return RefundStatus(out_trade_no, out_refund_no, RefundState.NOT_FOUND, raw=fields)
@@ -502,7 +571,7 @@ class WeChatPayProvider:
             self._client.parse_payment_result(body)
         except (InvalidSignatureException, ValueError, TypeError):
             raise InvalidCallback("bad_signature") from None
-        if outer.get("appid") != self.app_id or outer.get("mch_id") != self.merchant_id:
+        if outer.get("appid") not in self._clients or outer.get("mch_id") != self.merchant_id:
             raise InvalidCallback("foreign_merchant")
         if outer.get("return_code") != "SUCCESS" or not outer.get("out_trade_no"):
             raise InvalidCallback("malformed")
@@ -535,8 +604,11 @@ class WeChatPayProvider:
     def _refund_event(self, body: bytes, outer: Mapping[str, str]) -> PaymentEvent:
         if outer.get("return_code") != "SUCCESS" or not outer.get("req_info"):
             raise InvalidCallback("malformed")
+        # wechatpy checks appid and mch_id against the client before decrypting: use the client of
+        # the notification's appid when it is one of ours (any other appid is foreign_merchant).
+        client = self._clients.get(outer.get("appid", ""), self._client)
         try:
-            inner = self._client.parse_refund_notify_result(body)
+            inner = client.parse_refund_notify_result(body)
         except (InvalidAppIdException, InvalidMchIdException):
             raise InvalidCallback("foreign_merchant") from None
         except (ValueError, TypeError, KeyError, IndexError, expat.ExpatError):
@@ -593,7 +665,7 @@ class WeChatPayProvider:
             if "No Bill Exist" in fields.get("return_msg", ""):
                 # No money depends on this answer: accepted even unsigned (WeChat does not sign it).
                 raise StatementNotReady(f"no WeChat bill for {bill_date}") from exc
-            self._verified(fields)
+            self._verified(fields, self._client)
             raise ProviderOutcomeUnknown(f"downloadbill refused: {fields.get('return_msg')}") from exc
         if not isinstance(reply, str):
             raise StatementCorrupt("downloadbill answered XML instead of a bill")

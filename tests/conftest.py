@@ -109,6 +109,8 @@ def _payment_sandboxes(app: Flask) -> Iterator[None]:
     payment_providers.restore(app)
     for sandbox in app.extensions.get("payment_sandboxes", {}).values():
         sandbox.ledger.reset()
+        if hasattr(sandbox, "rejected"):
+            sandbox.rejected.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -64,10 +64,10 @@ def query_and_apply(order_id: uuid.UUID, *, source: str, actor: Actor) -> str:
     """Ask the provider about an order and apply the answer (commits). Returns the outcome of
     `apply_trade_status`, or "unknown" when the provider could not answer."""
     order = orders.lock_order(order_id)
-    channel, out_trade_no = Channel(order.channel), order.out_trade_no
+    channel, out_trade_no, app = Channel(order.channel), order.out_trade_no, order.payer_app
     commit()
     try:
-        status = providers.get(channel).query(out_trade_no)
+        status = providers.get(channel).query(out_trade_no, app=app)
     except (ProviderOutcomeUnknown, ProviderDeclined) as exc:
         log.warning("order query failed", extra={"out_trade_no": out_trade_no, "error": str(exc)})
         return "unknown"

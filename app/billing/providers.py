@@ -3,12 +3,25 @@ loopback emulators when `PAYMENT_SANDBOX` is on (development, tests, the demo).
 
 `get(channel)` is how services reach a provider; `sandbox(channel)` gives the emulator (tests and
 the demo's payer simulator drive it). Tests may swap a provider with `install(app, provider)`.
+
+One WeChat Pay merchant serves several WeChat apps, and an openid belongs to one appid: JSAPI
+orders must be made (and later queried, closed, refunded) with the payer's app. The default app
+is `WECHATPAY_APPID`; `wechat_app_ids(config)` names the others, by the keys stored in
+`PaymentOrder.payer_app`:
+
+- "mp": the mini-program (`WECHAT_MP_APPID`; in sandbox mode, when empty, `SANDBOX_MP_APPID` so the
+  demo exercises the path; outside both, the default appid, as before);
+- "oa": the official account of the H5 cashier's web OAuth, when `WECHAT_OAUTH_APPID` is set (its
+  orders use "oa" only when it differs from `WECHATPAY_APPID`: `h5_payer_app`).
+
+In sandbox mode the WeChat emulator accepts requests signed for any of these appids.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +36,32 @@ SANDBOX_EXTENSION = "payment_sandboxes"
 
 
 _LOCK = threading.Lock()
+
+MP_APP = "mp"  # PaymentOrder.payer_app of mini-program payments (WECHAT_MP_APPID)
+OA_APP = "oa"  # PaymentOrder.payer_app of H5 payments when WECHAT_OAUTH_APPID != WECHATPAY_APPID
+SANDBOX_MP_APPID = "wxsandboxminiprog"  # the mini-program's appid in sandbox mode when none is set
+
+
+def wechat_app_ids(config: Mapping[str, Any]) -> dict[str, str]:
+    """The WeChat apps of the merchant besides the default one (`WECHATPAY_APPID`), by key."""
+    default = str(config["WECHATPAY_APPID"])
+    mp = str(config.get("WECHAT_MP_APPID") or "")
+    if not mp:
+        mp = SANDBOX_MP_APPID if config.get("PAYMENT_SANDBOX") else default
+    apps = {MP_APP: mp}
+    oa = str(config.get("WECHAT_OAUTH_APPID") or "")
+    if oa:
+        apps[OA_APP] = oa
+    return apps
+
+
+def h5_payer_app(channel: Channel | str) -> str | None:
+    """The `payer_app` of an H5 cashier (official-account) payer: None (the default app) unless
+    the web OAuth runs on another appid than WECHATPAY_APPID (then its openids belong to it)."""
+    if Channel(channel) is not Channel.WECHAT:
+        return None
+    oa = str(current_app.config.get("WECHAT_OAUTH_APPID") or "")
+    return OA_APP if oa and oa != current_app.config["WECHATPAY_APPID"] else None
 
 
 def init_app(app: Flask) -> None:
@@ -58,6 +97,7 @@ def _build(app: Flask) -> None:
         mch_key=app.config["WECHATPAY_KEY_PATH"] or None,
         timeout=timeout,
         refund_notify_url=_notify_url(app, Channel.WECHAT, "refund"),
+        app_ids=wechat_app_ids(app.config),
     )
     private_pem, public_pem = _alipay_keys(app)
     providers[Channel.ALIPAY] = AlipayProvider(
@@ -104,6 +144,7 @@ def _start_sandboxes(app: Flask) -> tuple[str, str, dict[Channel, Any]]:
         appid=app.config["WECHATPAY_APPID"],
         mch_id=app.config["WECHATPAY_MCH_ID"],
         api_key=app.config["WECHATPAY_API_KEY"],
+        extra_appids=wechat_app_ids(app.config).values(),  # the mini-program, the official account
     )
     alipay = AlipaySandbox(
         app_id=app.config["ALIPAY_APP_ID"],

@@ -147,6 +147,7 @@ def upgrade() -> None:
         sa.Column("created_by_id", sa.Uuid(), nullable=True),
         sa.Column("client_ip", sa.String(length=45), nullable=False),
         sa.Column("payer_account", sa.String(length=64), nullable=True),
+        sa.Column("payer_app", sa.String(length=16), nullable=True),
         sa.Column("payer_code_tail", sa.String(length=8), nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("qr_content", sa.String(length=256), nullable=True),

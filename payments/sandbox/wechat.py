@@ -30,15 +30,24 @@ refund_query/bill): "timeout" (apply, then stall `delay_s`), "http_500", "system
 (err_code SYSTEMERROR), "bad_signature" (reply signed with a wrong key), "retry" (reverse answers
 recall=Y without reversing; refund answers BIZERR_NEED_RETRY), "corrupt" (a garbled body).
 
+Several apps of one merchant (the official account and the mini-program): requests signed for the
+`appid` or any of `extra_appids` are accepted. Each trade remembers the appid it was created with;
+replies echo the request's appid, notifications and bill lines carry the trade's. A call about an
+existing trade with another of the merchant's appids is refused (PARAM_ERROR "appid与订单不匹配",
+recorded in `rejected`): WeChat does not document that case, and refusing it makes a caller that
+forgets which app a trade belongs to fail loudly in tests instead of passing by accident.
+
 Run it for a demo (binds to 127.0.0.1 only; delivers notifications every half second):
 
-    python -m payments.sandbox.wechat --port 8791 --appid wx... --mch-id 1900000109 --api-key <32 chars>
+    python -m payments.sandbox.wechat --port 8791 --appid wx... --mch-id 1900000109 --api-key <32 chars> \
+        [--extra-appid wx<mini-program> ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextvars
 import hashlib
 import hmac
 import json
@@ -109,6 +118,11 @@ _DECLINES: dict[str, tuple[str, str]] = {
     "too_many_refunds": ("ERROR", "订单已经超过可退款的最大次数"),
     "payer_mismatch": ("BUYER_MISMATCH", "支付帐号错误"),
 }
+
+# The appid of the request being handled (replies echo it); None outside a request.
+_REQUEST_APPID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "wechat_request_appid", default=None
+)
 
 _TRADE_TYPES = {PayMode.MERCHANT_QR: "NATIVE", PayMode.JSAPI: "JSAPI", PayMode.PAYER_CODE: "MICROPAY"}
 _REFUND_STATUS = {
@@ -243,6 +257,7 @@ def trade_json(trade: SimTrade) -> dict[str, Any]:
         "state": str(trade.state),
         "payer": trade.payer,
         "reference": trade.reference,
+        "appid": trade.extra.get("appid"),
         "paid_at": trade.paid_at,
         "refunds": [
             {"out_refund_no": r.out_refund_no, "amount_fen": r.amount_fen, "state": str(r.state)}
@@ -289,9 +304,19 @@ class _Reply(Exception):
 class WeChatPaySandbox:
     """The WSGI application; `ledger` may be inspected and scripted in-process as well."""
 
-    def __init__(self, ledger: SandboxLedger | None = None, *, appid: str, mch_id: str, api_key: str) -> None:
+    def __init__(
+        self,
+        ledger: SandboxLedger | None = None,
+        *,
+        appid: str,
+        mch_id: str,
+        api_key: str,
+        extra_appids: Iterable[str] = (),
+    ) -> None:
         self.ledger = ledger or SandboxLedger(id_prefix="42000", payer_prefix="o")
         self.appid, self.mch_id, self.api_key = appid, mch_id, api_key
+        # Every app of this merchant: the default one and e.g. the mini-program's.
+        self.appids: frozenset[str] = frozenset({appid, *(a for a in extra_appids if a)})
         self.bill_bom = True  # real bills often start with a UTF-8 BOM
         self.rejected: list[tuple[str, str]] = []  # (path, reason) of requests refused before processing
         self.url_map = Map(
@@ -320,6 +345,13 @@ class WeChatPaySandbox:
         )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        token = _REQUEST_APPID.set(None)
+        try:
+            return self._handle(environ, start_response)
+        finally:
+            _REQUEST_APPID.reset(token)
+
+    def _handle(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         try:
             endpoint, args = self.url_map.bind_to_environ(environ).match()
@@ -347,7 +379,7 @@ class WeChatPaySandbox:
         return {
             "return_code": "SUCCESS",
             "return_msg": "OK",
-            "appid": self.appid,
+            "appid": _REQUEST_APPID.get() or self.appid,  # WeChat echoes the request's appid
             "mch_id": self.mch_id,
             "nonce_str": _nonce(),
         }
@@ -384,14 +416,26 @@ class WeChatPaySandbox:
         if fields.get("mch_id") != self.mch_id:
             self.rejected.append((request.path, "mch_id"))
             raise _Reply(self._return_fail("mch_id参数错误"))
-        if fields.get("appid") != self.appid:
+        if fields.get("appid") not in self.appids:
             self.rejected.append((request.path, "appid"))
             raise _Reply(self._return_fail("appid和mch_id不匹配"))
+        _REQUEST_APPID.set(fields["appid"])
         for name in required:
             if not fields.get(name):
                 self.rejected.append((request.path, f"missing {name}"))
                 raise _Reply(self._return_fail(f"缺少参数{name}"))
         return fields
+
+    def trade_appid(self, trade: SimTrade) -> str:
+        """The appid a trade was created with (the default app for trades made in-process)."""
+        return str(trade.extra.get("appid") or self.appid)
+
+    def _check_trade_app(self, request: Request, fields: Mapping[str, str], out_trade_no: str) -> None:
+        """Refuse a call about an existing trade made with the appid of another of our apps."""
+        trade = self.ledger.lookup(out_trade_no) if out_trade_no else None
+        if trade is not None and self.trade_appid(trade) != fields.get("appid"):
+            self.rejected.append((request.path, "appid_of_trade"))
+            raise _Reply(self._xml(self._err("PARAM_ERROR", "appid与订单不匹配")))
 
     def _run(
         self,
@@ -441,6 +485,7 @@ class WeChatPaySandbox:
         if not fields["total_fee"].isdigit():
             return self._return_fail("total_fee参数格式错误")
         out_trade_no = fields["out_trade_no"]
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             mode = PayMode.JSAPI if trade_type == "JSAPI" else PayMode.MERCHANT_QR
@@ -460,7 +505,11 @@ class WeChatPaySandbox:
                     expires_at=_parse_wx_time(fields.get("time_expire")),
                     reference=reference,
                     payer=payer,
-                    extra={"attach": fields.get("attach"), "product_id": fields.get("product_id")},
+                    extra={
+                        "attach": fields.get("attach"),
+                        "product_id": fields.get("product_id"),
+                        "appid": fields["appid"],
+                    },
                 )
             except SandboxDeclined as exc:
                 return self._declined(exc)
@@ -479,6 +528,7 @@ class WeChatPaySandbox:
         if not fields["total_fee"].isdigit():
             return self._return_fail("total_fee参数格式错误")
         out_trade_no = fields["out_trade_no"]
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             if channel_for_payer_code(fields["auth_code"]) is not Channel.WECHAT:
@@ -498,6 +548,7 @@ class WeChatPaySandbox:
             except SandboxDeclined as exc:
                 return self._declined(exc)
             trade.extra["attach"] = fields.get("attach")
+            trade.extra.setdefault("appid", fields["appid"])
             if trade.state is TradeState.PAID:
                 return self._ok(**self._paid_fields(trade))
             return self._err("USERPAYING", "需要用户输入支付密码")
@@ -525,6 +576,7 @@ class WeChatPaySandbox:
         out_trade_no = self._resolve_out_trade_no(fields)
         if not out_trade_no:
             return self._return_fail("缺少参数out_trade_no")
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             trade = self.ledger.lookup(out_trade_no)
@@ -576,6 +628,7 @@ class WeChatPaySandbox:
     def _closeorder(self, request: Request) -> Response:
         fields = self._authenticate(request, ("out_trade_no",))
         out_trade_no = fields["out_trade_no"]
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             trade = self.ledger.lookup(out_trade_no)
@@ -596,6 +649,7 @@ class WeChatPaySandbox:
         out_trade_no = self._resolve_out_trade_no(fields)
         if not out_trade_no:
             return self._return_fail("缺少参数out_trade_no")
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             try:
@@ -620,6 +674,7 @@ class WeChatPaySandbox:
             return self._return_fail("缺少参数out_trade_no")
         if not (fields["total_fee"].isdigit() and fields["refund_fee"].isdigit()):
             return self._return_fail("total_fee或refund_fee参数格式错误")
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             trade = self.ledger.lookup(out_trade_no)
@@ -662,6 +717,7 @@ class WeChatPaySandbox:
         out_refund_no, refund_id = fields.get("out_refund_no"), fields.get("refund_id")
         if not (out_trade_no or out_refund_no or refund_id):
             return self._return_fail("缺少参数out_refund_no")
+        self._check_trade_app(request, fields, out_trade_no)
 
         def operation() -> dict[str, Any]:
             found = self._find_refunds(out_trade_no, out_refund_no, refund_id)
@@ -792,7 +848,7 @@ class WeChatPaySandbox:
     def _row(self, trade: SimTrade, when: float) -> dict[str, str]:
         return {
             "交易时间": _china(when).strftime("%Y-%m-%d %H:%M:%S"),
-            "公众账号ID": self.appid,
+            "公众账号ID": self.trade_appid(trade),
             "商户号": self.mch_id,
             "特约商户号": "0",
             "设备号": "",
@@ -867,7 +923,7 @@ class WeChatPaySandbox:
 
     def _payment_notice(self, trade: SimTrade) -> bytes:
         fields: dict[str, Any] = {
-            "appid": self.appid,
+            "appid": self.trade_appid(trade),
             "mch_id": self.mch_id,
             "nonce_str": _nonce(),
             "sign_type": "MD5",
@@ -896,7 +952,7 @@ class WeChatPaySandbox:
         plaintext = to_xml(inner).replace(b"<xml>", b"<root>", 1).replace(b"</xml>", b"</root>")
         outer = {
             "return_code": "SUCCESS",
-            "appid": self.appid,
+            "appid": self.trade_appid(trade),
             "mch_id": self.mch_id,
             "nonce_str": _nonce(),
             "req_info": encrypt_req_info(plaintext, self.api_key),
@@ -1033,8 +1089,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--appid", default="wx2421b1c4370ec43b")
     parser.add_argument("--mch-id", default="10000100")
     parser.add_argument("--api-key", default="192006250b4c09247ec02edce69f6a2d")
+    parser.add_argument(
+        "--extra-appid", action="append", default=[], help="another app of the merchant (mini-program)"
+    )
     args = parser.parse_args(argv)
-    sandbox = WeChatPaySandbox(appid=args.appid, mch_id=args.mch_id, api_key=args.api_key)
+    sandbox = WeChatPaySandbox(
+        appid=args.appid, mch_id=args.mch_id, api_key=args.api_key, extra_appids=args.extra_appid
+    )
     running = serve(sandbox, port=args.port)
     ticker = Ticker(sandbox.deliver_due).start()
     sys.stdout.write(f"WeChat Pay v2 emulator on {running.base_url} (the adapter's api_base)\n")

@@ -73,18 +73,18 @@ class Watching:
             select(PaymentOrder.state).where(PaymentOrder.out_trade_no == out_trade_no)
         ).scalar_one()
 
-    def query(self, out_trade_no: str) -> TradeStatus:
+    def query(self, out_trade_no: str, *, app: str | None = None) -> TradeStatus:
         if out_trade_no in self.broken:
             raise RuntimeError("adapter bug")
-        return self.inner.query(out_trade_no)
+        return self.inner.query(out_trade_no, app=app)
 
-    def close(self, out_trade_no: str) -> CloseResult:
+    def close(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         self.seen.append(("close", self._local_state(out_trade_no)))
-        return self.inner.close(out_trade_no)
+        return self.inner.close(out_trade_no, app=app)
 
-    def reverse(self, out_trade_no: str) -> CloseResult:
+    def reverse(self, out_trade_no: str, *, app: str | None = None) -> CloseResult:
         self.seen.append(("reverse", self._local_state(out_trade_no)))
-        return self.inner.reverse(out_trade_no)
+        return self.inner.reverse(out_trade_no, app=app)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

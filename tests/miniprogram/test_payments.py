@@ -5,19 +5,38 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
+import time_machine
+from flask import Flask
 from sqlalchemy import func, select
 
 from app.billing import providers
-from app.billing.models import Bill, BillStatus, OrderState, PaymentOrder, PaymentOrderEvent
+from app.billing.jobs import recovery
+from app.billing.jobs import refunds as refund_jobs
+from app.billing.models import (
+    AnomalyKind,
+    Bill,
+    BillStatus,
+    OrderState,
+    PaymentAnomaly,
+    PaymentOrder,
+    PaymentOrderEvent,
+    Refund,
+    RefundOrigin,
+    RefundStatus,
+)
 from app.billing.services import orders
 from app.billing.services.orders import Actor
+from app.core import clock
 from app.core.auth import Role
 from app.core.db import commit, db
 from app.institutions.models import Institution
 from app.residents.models import Resident
 from payments.base import Channel
+from payments.sandbox.wechat import is_success_ack, parse_flat_xml, sign
 from tests.factories import ApiClient, make_centre
 from tests.factories_residents import make_resident
 from tests.miniprogram.conftest import Mp
@@ -175,3 +194,111 @@ def test_an_unknown_charge_outcome_is_answered_unknown_and_settled_by_query(alic
     assert unknown.json["state"] == "unknown" and unknown.json["request_payment"] is None
     confirmed = alice.post(f"/mp/v1/payments/{unknown.json['order_id']}/confirm")
     assert confirmed.status_code == 200 and confirmed.json["paid"] is False
+
+
+# --- the mini-program's own appid (one merchant, two WeChat apps) -----------------------------------
+
+
+def _mp_appid(app: Flask) -> str:
+    appid = providers.wechat_app_ids(app.config)[providers.MP_APP]
+    # No WECHAT_MP_APPID in tests: the sandbox's mini-program appid, not the official account's.
+    assert appid == providers.SANDBOX_MP_APPID != app.config["WECHATPAY_APPID"]
+    return appid
+
+
+def _pay(client: ApiClient, bill: Bill) -> tuple[dict[str, object], PaymentOrder]:
+    created = client.post(f"/mp/v1/bills/{bill.id}/payments", json={}, headers=idem())
+    assert created.status_code == 201, created.json
+    order = db.session.get(PaymentOrder, uuid.UUID(created.json["order_id"]))
+    assert order is not None
+    return created.json, order
+
+
+def test_a_mini_program_payment_uses_the_mini_program_appid_from_prepay_to_refund(
+    app, alice, home_centre, resident
+):
+    """WeChat binds an openid to one appid: the unified order, the paySign, the notification, the
+    query and the refund of a mini-program payment all carry the mini-program's appid (the emulator
+    refuses a call about the trade with another of the merchant's appids)."""
+    sandbox = providers.sandbox(Channel.WECHAT)
+    sandbox.rejected.clear()  # the ledger is reset between tests, this list is not
+    mp_appid = _mp_appid(app)
+    payment, order = _pay(alice, make_bill(home_centre, resident, 1800))
+    assert order.payer_app == providers.MP_APP
+
+    trade = sandbox.ledger.lookup(order.out_trade_no)
+    assert trade is not None and trade.extra["appid"] == mp_appid  # the unified order's appid
+    params = dict(order.client_params or {})
+    assert params["appId"] == mp_appid
+    unsigned = {k: v for k, v in params.items() if k != "paySign"}
+    assert sign(unsigned, app.config["WECHATPAY_API_KEY"]) == params["paySign"]
+    shown = payment["request_payment"]
+    assert isinstance(shown, dict) and shown["paySign"] == params["paySign"]
+
+    sandbox.ledger.pay_jsapi(params["package"].removeprefix("prepay_id="), "oAliceMiniProgram")
+    bodies: list[bytes] = []
+
+    def transport(url: str, body: bytes) -> tuple[int, bytes]:
+        bodies.append(body)
+        answer = app.test_client().post(urlsplit(url).path, data=body, content_type="text/xml")
+        return answer.status_code, answer.data
+
+    assert sandbox.deliver_due(transport=transport) == 1
+    assert parse_flat_xml(bodies[0])["appid"] == mp_appid
+    db.session.expire_all()
+    order = db.session.get_one(PaymentOrder, order.id)
+    assert order.state == OrderState.PAID  # the callback took the mini-program's notification
+    assert sandbox.deliver_due(transport=transport) == 0  # acknowledged with the SUCCESS XML
+    mismatches = select(func.count()).select_from(PaymentAnomaly)
+    mismatches = mismatches.where(PaymentAnomaly.kind == AnomalyKind.MERCHANT_MISMATCH)
+    assert db.session.execute(mismatches).scalar_one() == 0
+    confirmed = alice.post(f"/mp/v1/payments/{order.id}/confirm")
+    assert confirmed.json["state"] == "paid"
+
+    refund = orders.request_refund(
+        order,
+        amount_fen=800,
+        reason="重复缴费",
+        origin=RefundOrigin.STAFF,
+        actor=Actor("staff", None, Role.CASHIER.value),
+    )
+    commit()
+    assert refund_jobs.apply_refund(refund.id) == "applied"
+    assert refund_jobs.settle_refund(refund.id) != "unknown"
+    db.session.expire_all()
+    assert db.session.get_one(Refund, refund.id).status in (
+        RefundStatus.PROCESSING,
+        RefundStatus.SUCCEEDED,
+    )
+    assert trade.refunds and next(iter(trade.refunds.values())).amount_fen == 800
+    assert sandbox.rejected == []
+    assert is_success_ack(200, providers.get(Channel.WECHAT).ack(True).body)
+
+
+def test_an_unpaid_mini_program_order_is_closed_at_wechat_with_its_appid(app, alice, home_centre, resident):
+    sandbox = providers.sandbox(Channel.WECHAT)
+    sandbox.rejected.clear()
+    _mp_appid(app)
+    _, order = _pay(alice, make_bill(home_centre, resident))
+    with time_machine.travel(clock.now() + timedelta(minutes=40), tick=False):
+        assert recovery.close_order(order.id) == OrderState.CLOSED
+    trade = sandbox.ledger.lookup(order.out_trade_no)
+    assert trade is not None and str(trade.state) == "closed"
+    assert sandbox.rejected == []
+
+
+def test_the_h5_cashier_keeps_the_default_app_unless_its_oauth_appid_differs(app):
+    with app.test_request_context():
+        assert app.config["WECHAT_OAUTH_APPID"] in ("", app.config["WECHATPAY_APPID"])
+        assert providers.h5_payer_app(Channel.WECHAT) is None
+        assert providers.h5_payer_app(Channel.ALIPAY) is None
+    config = {**app.config, "WECHAT_OAUTH_APPID": "wxofficialaccount0", "WECHAT_MP_APPID": "wxminiprogram00"}
+    assert providers.wechat_app_ids(config) == {"mp": "wxminiprogram00", "oa": "wxofficialaccount0"}
+    saved = app.config["WECHAT_OAUTH_APPID"]
+    app.config["WECHAT_OAUTH_APPID"] = "wxofficialaccount0"
+    try:
+        with app.test_request_context():
+            assert providers.h5_payer_app(Channel.WECHAT) == providers.OA_APP
+            assert providers.h5_payer_app(Channel.ALIPAY) is None
+    finally:
+        app.config["WECHAT_OAUTH_APPID"] = saved

@@ -11,6 +11,8 @@ import base64
 import json
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -37,9 +39,12 @@ from payments.base import (
     StatementNotReady,
     TradeState,
 )
+from payments.sandbox import serve
+from payments.sandbox.ledger import SandboxLedger
 from payments.sandbox.wechat import (
     CHINA,
     SUCCESS_ACK,
+    WeChatPaySandbox,
     encrypt_req_info,
     is_success_ack,
     parse_flat_xml,
@@ -957,3 +962,206 @@ def test_misconfigured_key_makes_every_reply_unverifiable(rig: WeChatRig) -> Non
         wrong.close_http()
     assert [reason for _, reason in rig.sandbox.rejected] == ["signature", "signature"]
     assert rig.harness.ledger.lookup("KEY-1") is None
+
+
+# --- one merchant, several WeChat apps (official account + mini-program) ------------------------------
+
+MP_APPID = "wx1f2e3d4c5b6a7980"  # the mini-program's appid (same mch_id, key and certificate)
+
+
+@dataclass
+class MultiAppRig:
+    sandbox: WeChatPaySandbox
+    provider: WeChatPayProvider
+    ledger: SandboxLedger
+    base_url: str
+
+
+@contextmanager
+def _multi_app_rig() -> Iterator[MultiAppRig]:
+    ledger = SandboxLedger(id_prefix="42000", payer_prefix="o")
+    sandbox = WeChatPaySandbox(ledger, appid=APPID, mch_id=MCH_ID, api_key=API_KEY, extra_appids=[MP_APPID])
+    server = serve(sandbox)
+    provider = WeChatPayProvider(
+        appid=APPID,
+        mch_id=MCH_ID,
+        api_key=API_KEY,
+        api_base=server.base_url,
+        timeout=1.0,
+        refund_notify_url=NOTIFY_URL,
+        app_ids={"mp": MP_APPID},
+    )
+    try:
+        yield MultiAppRig(sandbox, provider, ledger, server.base_url)
+    finally:
+        provider.close_http()
+        server.shutdown()
+        server.server.server_close()
+
+
+@pytest.fixture
+def apps() -> Iterator[MultiAppRig]:
+    with _multi_app_rig() as built:
+        yield built
+
+
+def _jsapi(out_trade_no: str, payer: str, app: str | None, amount: int = 500) -> ChargeRequest:
+    return ChargeRequest(
+        out_trade_no,
+        amount,
+        "门诊缴费",
+        PayMode.JSAPI,
+        "127.0.0.1",
+        _expires(),
+        notify_url=NOTIFY_URL,
+        payer_id=payer,
+        app=app,
+    )
+
+
+def test_jsapi_for_the_mini_program_signs_order_and_pay_sign_with_its_appid(apps: MultiAppRig) -> None:
+    assert isinstance(apps.provider, PaymentProvider)
+    assert apps.provider.app_ids == {"mp": MP_APPID}
+    assert apps.provider.appids == {APPID, MP_APPID}
+    payer = apps.ledger.new_payer()
+    mp = apps.provider.charge(_jsapi("MP-1", payer, "mp"))
+    oa = apps.provider.charge(_jsapi("OA-1", payer, None))
+    for result, appid, out_trade_no in ((mp, MP_APPID, "MP-1"), (oa, APPID, "OA-1")):
+        trade = apps.ledger.lookup(out_trade_no)
+        assert trade is not None and trade.extra["appid"] == appid  # the unified order's appid
+        assert result.raw["appid"] == appid  # the reply echoes it (and verified against it)
+        params = dict(result.client_params or {})
+        assert params["appId"] == appid
+        assert sign({k: v for k, v in params.items() if k != "paySign"}, API_KEY) == params["paySign"]
+    assert apps.sandbox.rejected == []
+
+
+def test_trade_calls_with_the_mini_program_app_use_its_appid(apps: MultiAppRig) -> None:
+    ledger, provider = apps.ledger, apps.provider
+    with time_machine.travel(datetime(2026, 11, 26, 2, 0, tzinfo=UTC), tick=False) as clock:
+        payer = ledger.new_payer()
+        paid = provider.charge(_jsapi("MP-PAY", payer, "mp", amount=800))
+        ledger.pay_jsapi(str(paid.raw["prepay_id"]), payer)
+        status = provider.query("MP-PAY", app="mp")
+        assert (status.state, status.payer_id, status.raw["appid"]) == (TradeState.PAID, payer, MP_APPID)
+        accepted = provider.refund(RefundRequest("MP-PAY", "MP-RF-1", 800, 300), app="mp")
+        assert accepted.state is RefundState.PROCESSING and accepted.raw["appid"] == MP_APPID
+        clock.shift(5)
+        assert provider.query_refund("MP-PAY", "MP-RF-1", app="mp").state is RefundState.SUCCEEDED
+
+        provider.charge(_jsapi("MP-OPEN", payer, "mp"))
+        closed = provider.close("MP-OPEN", app="mp")
+        assert closed.done and closed.raw["appid"] == MP_APPID
+        code = ledger.payer_code(payer, behaviour="never")
+        assert provider.charge(replace(_code("MP-CODE", code), app="mp")).state is TradeState.PAYING
+        clock.shift(20)
+        assert provider.reverse("MP-CODE", app="mp").done
+    assert apps.sandbox.rejected == []
+    trades = {no: apps.ledger.lookup(no) for no in ("MP-OPEN", "MP-CODE")}
+    assert {no: (t.state, t.extra["appid"]) for no, t in trades.items() if t} == {
+        "MP-OPEN": (TradeState.CLOSED, MP_APPID),
+        "MP-CODE": (TradeState.REVERSED, MP_APPID),
+    }
+
+
+def test_a_trade_asked_about_with_another_app_of_the_merchant_is_refused(apps: MultiAppRig) -> None:
+    """The emulator refuses to discuss a trade under another of the merchant's appids: a caller that
+    forgets the order's app gets an error, never a wrong answer."""
+    payer = apps.ledger.new_payer()
+    apps.provider.charge(_jsapi("MP-2", payer, "mp"))
+    with pytest.raises(ProviderOutcomeUnknown):
+        apps.provider.query("MP-2")  # default app
+    with pytest.raises(ProviderDeclined) as caught:
+        apps.provider.close("MP-2")
+    assert caught.value.code == "PARAM_ERROR"
+    assert [reason for _, reason in apps.sandbox.rejected] == ["appid_of_trade", "appid_of_trade"]
+    assert apps.provider.query("MP-2", app="mp").state is TradeState.PENDING
+
+
+def test_an_unknown_app_key_is_declined_before_anything_is_sent(apps: MultiAppRig) -> None:
+    payer = apps.ledger.new_payer()
+    with pytest.raises(ProviderDeclined) as caught:
+        apps.provider.charge(_jsapi("XX-1", payer, "alipay-mini"))
+    assert caught.value.code == "APP_NOT_CONFIGURED" and "微信支付未配置" in caught.value.message
+    for call in (
+        lambda: apps.provider.query("XX-1", app="nope"),
+        lambda: apps.provider.close("XX-1", app="nope"),
+        lambda: apps.provider.reverse("XX-1", app="nope"),
+        lambda: apps.provider.refund(RefundRequest("XX-1", "XR-1", 500, 1), app="nope"),
+        lambda: apps.provider.query_refund("XX-1", "XR-1", app="nope"),
+    ):
+        with pytest.raises(ProviderDeclined):
+            call()
+    assert apps.ledger.lookup("XX-1") is None and apps.ledger.calls == []
+    with pytest.raises(ValueError, match="app_ids"):
+        WeChatPayProvider(appid=APPID, mch_id=MCH_ID, api_key=API_KEY, app_ids={"mp": ""})
+
+
+def test_notifications_of_the_mini_program_verify_and_foreign_appids_do_not(apps: MultiAppRig) -> None:
+    ledger, provider = apps.ledger, apps.provider
+    bodies: list[bytes] = []
+
+    def transport(url: str, body: bytes) -> tuple[int, bytes]:
+        bodies.append(body)
+        ack = provider.ack(True)
+        return ack.status, ack.body
+
+    with time_machine.travel(datetime(2026, 11, 26, 2, 0, tzinfo=UTC), tick=False) as clock:
+        payer = ledger.new_payer()
+        result = provider.charge(_jsapi("MP-N", payer, "mp"))
+        ledger.pay_jsapi(str(result.raw["prepay_id"]), payer)
+        provider.refund(RefundRequest("MP-N", "MP-NR", 500, 100), app="mp")
+        clock.shift(5)
+        provider.query_refund("MP-N", "MP-NR", app="mp")
+        assert apps.sandbox.deliver_due(transport) == 2
+    payment, refund = (provider.parse_callback(body, "text/xml") for body in bodies)
+    assert payment.kind is EventKind.PAYMENT and payment.app_id == MP_APPID  # as sent
+    assert payment.trade is not None and payment.trade.state is TradeState.PAID
+    assert refund.kind is EventKind.REFUND and refund.app_id == MP_APPID
+    assert refund.refund is not None and refund.refund.state is RefundState.SUCCEEDED
+    # A notification (signed or encrypted with our key) for an appid the provider was not
+    # configured with is foreign: wx0000... for the multi-app provider, and the mini-program's
+    # own notifications for a provider that knows only the default app.
+    single_app = _provider()
+    foreign = [
+        (provider, signed_xml(_notification(appid="wx0000000000000000"), API_KEY)),
+        (provider, _refund_notification(appid="wx0000000000000000")),
+        (single_app, bodies[0]),
+        (single_app, bodies[1]),
+    ]
+    for parser, body in foreign:
+        with pytest.raises(InvalidCallback) as caught:
+            parser.parse_callback(body, "text/xml")
+        assert caught.value.reason == "foreign_merchant"
+    # Same key, our mch_id, a mini-program notification built by hand: verified, app_id kept.
+    event = provider.parse_callback(signed_xml(_notification(appid=MP_APPID), API_KEY), "text/xml")
+    assert event.app_id == MP_APPID
+
+
+def test_the_emulator_accepts_only_the_appids_it_was_configured_with(apps: MultiAppRig) -> None:
+    stranger = WeChatPayProvider(
+        appid="wx0000000000000000", mch_id=MCH_ID, api_key=API_KEY, api_base=apps.base_url, timeout=1.0
+    )
+    try:
+        with pytest.raises(ProviderDeclined) as caught:
+            stranger.charge(_qr("ST-1"))
+        assert caught.value.code == "RETURN_FAIL"
+    finally:
+        stranger.close_http()
+    assert apps.sandbox.rejected == [("/pay/unifiedorder", "appid")]
+    assert apps.ledger.lookup("ST-1") is None
+
+
+def test_the_bill_names_the_app_of_each_trade(apps: MultiAppRig) -> None:
+    ledger, provider = apps.ledger, apps.provider
+    with time_machine.travel(datetime(2026, 11, 25, 1, 0, tzinfo=UTC), tick=False):
+        payer = ledger.new_payer()
+        for out_trade_no, app in (("BA-MP", "mp"), ("BA-OA", None)):
+            result = provider.charge(_jsapi(out_trade_no, payer, app))
+            ledger.pay_jsapi(str(result.raw["prepay_id"]), payer)
+    with time_machine.travel(datetime(2026, 11, 26, 3, 0, tzinfo=UTC), tick=False):
+        statement = provider.download_statement(date(2026, 11, 25))
+    assert {line.out_trade_no: line.raw["公众账号ID"] for line in statement.lines} == {
+        "BA-MP": MP_APPID,
+        "BA-OA": APPID,
+    }

@@ -185,12 +185,12 @@ def advance_passive(order_id: uuid.UUID | str) -> str:
     reverse_from = started + procedure.reverse_not_before
     reversing = order.reverse_attempts > 0
     stop = order.closing
-    out_trade_no = order.out_trade_no
+    out_trade_no, app = order.out_trade_no, order.payer_app
     _claim(order, now)
     provider = providers.get(channel)
 
     if not reversing:
-        status = _query(provider, out_trade_no)
+        status = _query(provider, out_trade_no, app=app)
         if status is not None and status.state in SETTLED:
             return _settle(oid, status)
         if now < deadline and not stop:
@@ -205,7 +205,7 @@ def advance_passive(order_id: uuid.UUID | str) -> str:
             _reschedule(order, reverse_from)
             commit()
             return "waiting"
-    return _reverse(oid, provider, out_trade_no, stopped=stop)
+    return _reverse(oid, provider, out_trade_no, app=app, stopped=stop)
 
 
 def _passive_due(order: PaymentOrder, now: datetime) -> bool:
@@ -218,14 +218,16 @@ def _passive_due(order: PaymentOrder, now: datetime) -> bool:
     )
 
 
-def _reverse(oid: uuid.UUID, provider: PaymentProvider, out_trade_no: str, *, stopped: bool) -> str:
+def _reverse(
+    oid: uuid.UUID, provider: PaymentProvider, out_trade_no: str, *, app: str | None, stopped: bool
+) -> str:
     result: CloseResult | None = None
     error: str | None = None
     try:
-        result = provider.reverse(out_trade_no)
+        result = provider.reverse(out_trade_no, app=app)
     except ProviderDeclined as exc:
         error = f"declined {exc.code}"
-        status = _query(provider, out_trade_no)
+        status = _query(provider, out_trade_no, app=app)
         if status is not None and status.state in SETTLED:
             return _settle(oid, status)
     except ProviderOutcomeUnknown as exc:
@@ -383,9 +385,9 @@ def _claim(order: PaymentOrder, now: datetime) -> None:
     commit()
 
 
-def _query(provider: PaymentProvider, out_trade_no: str) -> TradeStatus | None:
+def _query(provider: PaymentProvider, out_trade_no: str, *, app: str | None) -> TradeStatus | None:
     try:
-        return provider.query(out_trade_no)
+        return provider.query(out_trade_no, app=app)
     except (ProviderOutcomeUnknown, ProviderDeclined) as exc:
         log.warning("order query failed", extra={"out_trade_no": out_trade_no, "error": str(exc)})
     except Exception:

@@ -147,14 +147,14 @@ def close_order(order_id: uuid.UUID) -> str:
     if order.order_state.is_final:
         commit()
         return "final"
-    channel, out_trade_no = Channel(order.channel), order.out_trade_no
+    channel, out_trade_no, app = Channel(order.channel), order.out_trade_no, order.payer_app
     passive = order.mode == PayMode.PAYER_CODE
     created = order.charge_called_at or order.created_at
     expires_at = order.expires_at
     commit()
     provider = providers.get(channel)
     try:  # query first: a paid trade is applied as paid, never closed
-        status = provider.query(out_trade_no)
+        status = provider.query(out_trade_no, app=app)
     except (ProviderOutcomeUnknown, ProviderDeclined) as exc:
         log.warning("order query failed", extra={"out_trade_no": out_trade_no, "error": str(exc)})
         return _reschedule(order_id, unknown=True)
@@ -175,7 +175,7 @@ def close_order(order_id: uuid.UUID) -> str:
     # Unpaid (or already closed by the provider's own expiry): close it at the provider anyway,
     # which is idempotent, so that nobody can pay it after we call it closed.
     try:
-        result = provider.reverse(out_trade_no) if passive else provider.close(out_trade_no)
+        result = provider.reverse(out_trade_no, app=app) if passive else provider.close(out_trade_no, app=app)
     except ProviderOutcomeUnknown as exc:
         log.warning("order close failed", extra={"out_trade_no": out_trade_no, "error": str(exc)})
         return _reschedule(order_id, unknown=True)
@@ -213,10 +213,10 @@ def _apply_settled(order_id: uuid.UUID, status: TradeStatus) -> str | None:
 def _after_already_paid(order_id: uuid.UUID, out_trade_no: str) -> str:
     """The payer paid between our query and the close: query again and apply the payment."""
     order = orders.lock_order(order_id)
-    channel = Channel(order.channel)
+    channel, app = Channel(order.channel), order.payer_app
     commit()
     try:
-        status = providers.get(channel).query(out_trade_no)
+        status = providers.get(channel).query(out_trade_no, app=app)
     except (ProviderOutcomeUnknown, ProviderDeclined):
         return _reschedule(order_id, delay=RETRY_SOON, outcome="unknown")
     settled = _apply_settled(order_id, status)

@@ -65,7 +65,7 @@ def apply_refund(refund_id: uuid.UUID, *, source: str = "apply", reapply: bool =
         commit()
         return "final"
     order = db.session.get_one(PaymentOrder, refund.order_id)
-    channel = Channel(order.channel)
+    channel, app = Channel(order.channel), order.payer_app
     request = RefundRequest(
         out_trade_no=order.out_trade_no,
         out_refund_no=refund.out_refund_no,
@@ -81,7 +81,7 @@ def apply_refund(refund_id: uuid.UUID, *, source: str = "apply", reapply: bool =
     declined: ProviderDeclined | None = None
     unknown: Exception | None = None
     try:
-        accepted = provider.refund(request)
+        accepted = provider.refund(request, app=app)
     except ProviderDeclined as exc:
         declined = exc
     except ProviderOutcomeUnknown as exc:
@@ -115,10 +115,11 @@ def settle_refund(refund_id: uuid.UUID) -> str:
         return "final"
     order = db.session.get_one(PaymentOrder, refund.order_id)
     channel, out_trade_no, out_refund_no = Channel(order.channel), order.out_trade_no, refund.out_refund_no
+    app = order.payer_app
     _set(refund, next_check_at=clock.now() + CLAIM_LEASE)
     commit()
     try:
-        status = providers.get(channel).query_refund(out_trade_no, out_refund_no)
+        status = providers.get(channel).query_refund(out_trade_no, out_refund_no, app=app)
     except (ProviderOutcomeUnknown, ProviderDeclined) as exc:
         refund = _lock(refund_id)
         log.warning("refund query failed", extra={"out_refund_no": out_refund_no, "error": str(exc)})

@@ -204,6 +204,10 @@ class PaymentOrder(UUIDPrimaryKey, Timestamps, CentreScoped, Base):
     created_by_id: Mapped[uuid.UUID | None]
     client_ip: Mapped[str] = mapped_column(String(45))
     payer_account: Mapped[str | None] = mapped_column(String(64))  # openid / buyer_id (JSAPI, or as paid)
+    # Which of the merchant's apps the payer is in (payments.base.ChargeRequest.app): None = the
+    # default app (WeChat official account), "mp" = the WeChat mini-program. Every later provider
+    # call of this order passes it: WeChat needs the appid the trade was created with.
+    payer_app: Mapped[str | None] = mapped_column(String(16))
     payer_code_tail: Mapped[str | None] = mapped_column(String(8))  # last 4 digits of a scanned code
     expires_at: Mapped[datetime]
     # What the payer needs: the QR content (code_url / qr_code) or the JSAPI client parameters.

@@ -29,7 +29,7 @@ from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from werkzeug.security import safe_join
 
-from app.billing import flows
+from app.billing import flows, providers
 from app.billing.models import BillStatus, OrderState, PaymentOrder
 from app.billing.schemas.cashier import (
     CashierChargeSchema,
@@ -328,7 +328,12 @@ def _pay(bill_loader: Callable[[Payer], Any]) -> dict[str, Any]:
     actor = _payer_actor(payer)
     bill = bill_loader(payer)
     start = cashier.start_jsapi(
-        bill, channel=payer.channel, payer_account=payer.account, client_ip=_client_ip(), actor=actor
+        bill,
+        channel=payer.channel,
+        payer_account=payer.account,
+        client_ip=_client_ip(),
+        actor=actor,
+        payer_app=providers.h5_payer_app(payer.channel),  # the official account's openid
     )
     commit()  # the order and its out_trade_no exist before the provider hears of it
     order: PaymentOrder = start.order

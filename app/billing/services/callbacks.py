@@ -163,13 +163,20 @@ def process(note: PaymentNotification, provider: PaymentProvider, body: bytes, c
             )
         return handled
     _note_event(note, event)
-    if event.app_id != provider.app_id or event.merchant_id != provider.merchant_id:
+    if event.app_id not in _app_ids(provider) or event.merchant_id != provider.merchant_id:
         return _finish(note, _merchant_mismatch(note, event, provider))
     if event.kind is EventKind.REFUND:
         return _finish(note, _refunds(note, event))
     if event.trade is None:
         return reject(note, "payment_event_without_trade")
     return _finish(note, _apply_trade(note, event, event.trade))
+
+
+def _app_ids(provider: PaymentProvider) -> frozenset[str]:
+    """Every app id of our account at this provider: WeChat Pay serves several apps of one
+    merchant (official account, mini-program: `WeChatPayProvider.appids`)."""
+    extra = getattr(provider, "appids", None)
+    return frozenset(extra or ()) | {provider.app_id}
 
 
 def _digest(body: bytes) -> str:

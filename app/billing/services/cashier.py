@@ -360,10 +360,18 @@ class JsapiStart:
 
 
 def start_jsapi(
-    bill: Bill, *, channel: Channel, payer_account: str, client_ip: str, actor: Actor
+    bill: Bill,
+    *,
+    channel: Channel,
+    payer_account: str,
+    client_ip: str,
+    actor: Actor,
+    payer_app: str | None = None,
 ) -> JsapiStart:
     """The JSAPI order to pay `bill` as this payer: a reusable open one, or a new CREATED order
-    (the caller commits it, then charges it through `flows.charge`)."""
+    (the caller commits it, then charges it through `flows.charge`). `payer_app` is the app the
+    payer's openid belongs to (None: the default app; "mp": the mini-program; see
+    `app.billing.providers`): WeChat makes and later handles the order with that app's appid."""
     if bill.status != BillStatus.OPEN:
         raise Conflict(
             "该账单已支付" if bill.status == BillStatus.PAID else "该账单已作废，无需支付",
@@ -376,6 +384,7 @@ def start_jsapi(
             PaymentOrder.mode == str(PayMode.JSAPI),
             PaymentOrder.channel == str(channel),
             PaymentOrder.payer_account == payer_account,
+            PaymentOrder.payer_app.is_(None) if payer_app is None else PaymentOrder.payer_app == payer_app,
             PaymentOrder.state == str(OrderState.PENDING),
             PaymentOrder.expires_at > clock.now() + REUSE_MARGIN,
             PaymentOrder.client_params.is_not(None),
@@ -392,6 +401,7 @@ def start_jsapi(
         client_ip=client_ip,
         actor=actor,
         payer_account=payer_account,
+        payer_app=payer_app,
     )
     return JsapiStart(order, needs_charge=True)
 

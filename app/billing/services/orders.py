@@ -249,9 +249,12 @@ def start_order(
     auth_code: str | None = None,
     payer_account: str | None = None,
     cashier_id: uuid.UUID | None = None,
+    payer_app: str | None = None,
 ) -> PaymentOrder:
     """Create a payment order (state CREATED) with its out_trade_no. The caller commits it
-    before the provider is called."""
+    before the provider is called. `payer_app`: which of the merchant's apps the payer is in
+    (None = the default app, "mp" = the WeChat mini-program; see `ChargeRequest.app`): every
+    provider call of the order uses it."""
     if bill.status != BillStatus.OPEN:
         raise InvalidTransition(
             "该账单已支付或已作废，不能再发起支付" if bill.status == BillStatus.PAID else "该账单已作废",
@@ -299,6 +302,7 @@ def start_order(
         created_by_id=actor.id,
         client_ip=client_ip,
         payer_account=payer_account,
+        payer_app=payer_app,
         payer_code_tail=(auth_code or "")[-4:] or None,
         expires_at=now + order_ttl(mode),
         next_check_at=now + recovery_delay(),
@@ -332,6 +336,7 @@ def charge_request(order: PaymentOrder, *, auth_code: str | None, notify_url: st
         auth_code=auth_code,
         payer_id=order.payer_account,
         product_id=str(order.bill_id).replace("-", "")[:32],
+        app=order.payer_app,
     )
 
 
