@@ -52,6 +52,22 @@ TEMPLATES: Mapping[str, SmsTemplate] = {
             "otp",
             "【罗湖社康】您的验证码为{code}，{minutes}分钟内有效，用于{purpose}。如非本人操作，请忽略本短信。",
         ),
+        SmsTemplate(
+            "contract_application_received",
+            "【罗湖社康】{name}的家庭医生签约申请已提交至{centre}{team}，团队将于{deadline}前审核，请留意小程序中的办理进度。",
+        ),
+        SmsTemplate(
+            "contract_application_accepted",
+            "【罗湖社康】{name}的家庭医生签约申请已通过{team}审核，请于{deadline}前在微信小程序阅读协议并确认签约，逾期申请将自动撤回。",
+        ),
+        SmsTemplate(
+            "contract_application_rejected",
+            "【罗湖社康】很抱歉，{name}的家庭医生签约申请未通过{team}审核，原因：{reason}。如有疑问请咨询{centre}。",
+        ),
+        SmsTemplate(
+            "contract_application_withdrawn",
+            "【罗湖社康】{name}的家庭医生签约申请已自动撤回：{reason}。如需签约，请在微信小程序重新申请。",
+        ),
     )
 }
 
