@@ -97,16 +97,17 @@ def _stamp() -> str:
 
 
 def new_out_trade_no() -> str:
-    """28 characters, unique, never reused: LH + China time + 12 random hex digits."""
-    return f"LH{_stamp()}{secrets.token_hex(6).upper()}"
+    """28 characters, unique, never reused: LH + China time + T + 11 random hex digits (the letter
+    keeps digit runs short, so no number of ours can be mistaken for an 18-digit ID number)."""
+    return f"LH{_stamp()}T{secrets.token_hex(6).upper()[:11]}"
 
 
 def new_out_refund_no() -> str:
-    return f"RF{_stamp()}{secrets.token_hex(6).upper()}"
+    return f"RF{_stamp()}R{secrets.token_hex(6).upper()[:11]}"
 
 
 def new_bill_no() -> str:
-    return f"B{_stamp()[:8]}{secrets.randbelow(10**10):010d}"
+    return f"B{_stamp()[:8]}-{secrets.randbelow(10**10):010d}"
 
 
 # --- listeners ------------------------------------------------------------------------------------

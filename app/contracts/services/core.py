@@ -85,7 +85,7 @@ def actor_from_principal() -> Actor:
 
 def new_contract_no() -> str:
     """QY + China date + 10 random digits (unguessable enough to print; verification uses a token)."""
-    return f"QY{clock.today_local():%Y%m%d}{secrets.randbelow(10**10):010d}"
+    return f"QY{clock.today_local():%Y%m%d}-{secrets.randbelow(10**10):010d}"
 
 
 def period_for(start: date) -> tuple[date, date]:
