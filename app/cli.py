@@ -23,6 +23,9 @@ DEMO_CSV = Path(__file__).parent / "institutions" / "data" / "demo_centres.csv"
 
 
 def register(app: Flask) -> None:
+    from app.contracts.seed import seed_contracts
+
+    app.cli.add_command(seed_contracts)
     for command in (
         seed_demo,
         import_centres,
@@ -142,6 +145,14 @@ def seed_demo() -> None:
         click.echo(f"  password for {whom}: {password}")
     _seed_demo_doctors(centres)
     _seed_demo_residents(centres[0])
+    from app.contracts.seed import seed_packages_and_templates
+
+    with transaction():
+        report = seed_packages_and_templates()
+    click.echo(
+        f"service packages created: {len(report.packages_created)}; "
+        f"agreement templates created: {len(report.templates_created)}"
+    )
 
 
 _DEMO_SURNAMES = "张王李赵陈刘杨黄周吴徐孙马朱胡郭何林罗高"

@@ -278,6 +278,46 @@ class World:
         commit()
         return code
 
+    # --- family-doctor signing (issue 5) ---------------------------------------------------------
+
+    @cached_property
+    def package(self) -> Any:
+        """A draft personalised package of the centre."""
+        from tests.contracts.factories import make_package
+
+        return make_package(institution_id=self.centre.id, status="draft")
+
+    @cached_property
+    def template(self) -> Any:
+        """A draft agreement template of the centre."""
+        from tests.contracts.factories import make_template
+
+        return make_template(institution_id=self.centre.id, status="draft")
+
+    @cached_property
+    def contract_application(self) -> Any:
+        """A pending online application (mini-program) of `resident` to `team`'s GP leader."""
+        from datetime import timedelta
+
+        from app.contracts.models import ContractStatus, SigningChannel
+        from app.contracts.services import core
+        from tests.contracts.factories import make_basic_package, make_template
+
+        now = clock.now()
+        contract = core.create_contract(
+            resident=self.resident,
+            team=self.team,
+            doctor=self.team.leader().doctor,
+            packages=[make_basic_package()],
+            status=ContractStatus.PENDING_REVIEW,
+            channel=SigningChannel.MINI_PROGRAM,
+            actor=core.SYSTEM,
+            template=make_template(institution_id=self.centre.id),
+            values={"applied_at": now, "review_due_at": now + timedelta(hours=48)},
+        )
+        commit()
+        return contract
+
 
 # Path parameter -> the id of that object in a centre's world.
 ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
@@ -297,6 +337,10 @@ ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
     "anomaly_id": lambda w: w.anomaly.id,
     "run_id": lambda w: w.reconciliation_run.id,
     "code_id": lambda w: w.aggregate_qr.id,
+    "package_id": lambda w: w.package.id,
+    "template_id": lambda w: w.template.id,
+    "application_id": lambda w: w.contract_application.id,
+    "contract_id": lambda w: w.contract_application.id,
 }
 
 
@@ -423,6 +467,25 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/billing/refunds/<uuid:refund_id>/cancel"): lambda w: {"reason": "矩阵测试"},
     ("POST", "/api/v1/billing/anomalies/<uuid:anomaly_id>/resolve"): lambda w: {"resolution": "矩阵测试"},
     ("POST", "/api/v1/billing/aggregate-qr/<uuid:code_id>/revoke"): lambda w: {},
+    # family-doctor signing
+    ("PATCH", "/api/v1/service-packages/<uuid:package_id>"): lambda w: {"description": "矩阵测试"},
+    ("POST", "/api/v1/service-packages/<uuid:package_id>/publish"): lambda w: {},
+    ("POST", "/api/v1/service-packages/<uuid:package_id>/versions"): lambda w: {},
+    ("POST", "/api/v1/service-packages/<uuid:package_id>/retire"): lambda w: {},
+    ("PATCH", "/api/v1/agreement-templates/<uuid:template_id>"): lambda w: {"title": "矩阵测试"},
+    ("POST", "/api/v1/agreement-templates/<uuid:template_id>/publish"): lambda w: {},
+    ("POST", "/api/v1/agreement-templates/<uuid:template_id>/versions"): lambda w: {},
+    ("POST", "/api/v1/agreement-templates/<uuid:template_id>/retire"): lambda w: {},
+    ("POST", "/api/v1/agreement-templates/<uuid:template_id>/preview"): lambda w: {
+        "resident_id": str(w.resident.id),
+        "team_id": str(w.team.id),
+    },
+    ("POST", "/api/v1/contract-applications/<uuid:application_id>/accept"): lambda w: {},
+    ("POST", "/api/v1/contract-applications/<uuid:application_id>/reject"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/mp/v1/contract-applications/<uuid:application_id>/withdraw"): lambda w: {},
+    ("POST", "/mp/v1/contract-applications/<uuid:application_id>/confirm"): lambda w: {
+        "agreement_sha256": "0" * 64
+    },
     # resident-only (staff tokens get 403 before any body is read)
     ("POST", "/mp/v1/bills/<uuid:bill_id>/payments"): lambda w: {},
     ("POST", "/mp/v1/payments/<uuid:order_id>/confirm"): lambda w: {},

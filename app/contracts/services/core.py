@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import string
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -301,6 +302,7 @@ def render_agreement(
     rendered: list[dict[str, Any]] = []
     for number, clause in enumerate(template.clauses, start=1):
         source = overrides.get(clause.key, clause.text)
+        _check_placeholders(source, clause.key, clause.title)
         try:
             text = source.format_map(_Missing(context))
         except (ValueError, IndexError) as exc:
@@ -321,6 +323,26 @@ def render_agreement(
         f"第{c['number']}条 {c['title']}\n{c['text']}" for c in rendered
     )
     return rendered, full, hashlib.sha256(full.encode("utf-8")).hexdigest()
+
+
+def _check_placeholders(source: str, key: str, title: str) -> None:
+    """Only plain `{name}` placeholders: no attribute or index lookups, conversions or format specs
+    (clause text comes from staff; `str.format` would otherwise evaluate `{x.__class__}`)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(source)]
+    except ValueError as exc:
+        raise BusinessRuleViolation(
+            f"条款“{title}”格式有误：{exc}", code="clause_format", errors={"clauses": [key]}
+        ) from exc
+    for name, spec, conversion in fields:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise BusinessRuleViolation(
+                f"条款“{title}”中的占位符“{{{name}}}”无效：只能使用 {{名称}} 形式",
+                code="invalid_placeholder",
+                errors={"clauses": [key]},
+            )
 
 
 class _Missing(dict[str, Any]):
