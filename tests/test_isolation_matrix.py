@@ -303,9 +303,11 @@ class World:
         from app.contracts.services import core
         from tests.contracts.factories import make_basic_package, make_template
 
+        from tests.factories_residents import make_resident
+
         now = clock.now()
         contract = core.create_contract(
-            resident=self.resident,
+            resident=make_resident(self.centre),
             team=self.team,
             doctor=self.team.leader().doctor,
             packages=[make_basic_package()],
@@ -315,6 +317,41 @@ class World:
             template=make_template(institution_id=self.centre.id),
             values={"applied_at": now, "review_due_at": now + timedelta(hours=48)},
         )
+        commit()
+        return contract
+
+
+    @cached_property
+    def contract(self) -> Any:
+        """An active desk contract of `resident`, with both parties' signatures."""
+        import hashlib
+
+        from app.contracts.models import ContractSignature, ContractStatus, SigningChannel
+        from app.contracts.services import core
+        from tests.contracts.factories import make_basic_package, make_template
+
+        contract = core.create_contract(
+            resident=self.resident,
+            team=self.team,
+            doctor=self.team.leader().doctor,
+            packages=[make_basic_package()],
+            status=ContractStatus.ACTIVE,
+            channel=SigningChannel.DESK,
+            actor=core.SYSTEM,
+            template=make_template(institution_id=self.centre.id),
+        )
+        png, _ = _png()
+        image = png.getvalue()
+        for role in ("resident", "doctor"):
+            db.session.add(
+                ContractSignature(
+                    id=uuid.uuid4(),
+                    contract_id=contract.id,
+                    role=role,
+                    image=image,
+                    sha256=hashlib.sha256(image).hexdigest(),
+                )
+            )
         commit()
         return contract
 
@@ -340,7 +377,7 @@ ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
     "package_id": lambda w: w.package.id,
     "template_id": lambda w: w.template.id,
     "application_id": lambda w: w.contract_application.id,
-    "contract_id": lambda w: w.contract_application.id,
+    "contract_id": lambda w: w.contract.id,
 }
 
 
