@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -621,3 +622,48 @@ def test_the_code_lists_carry_chinese_labels(world, api):
         "缴费",
         "生效",
     ]
+
+
+def test_a_special_group_package_is_not_named_to_roles_that_may_not_see_special_groups(world, api):
+    """DATA-05: a 严重精神障碍 package's name and items would reveal the category."""
+    from app.contracts.models import ContractStatus, SigningChannel
+    from app.contracts.services import core
+    from app.core.auth import Role
+    from app.core.db import commit
+    from tests.contracts.factories import make_package
+    from tests.factories import make_staff
+
+    world.resident.set_stored_groups({"severe_mental_disorder"})
+    special = make_package(
+        kind="personalised",
+        name="严重精神障碍患者管理包",
+        target_groups=["severe_mental_disorder"],
+        items=[
+            {
+                "code": "smd_follow_up",
+                "name": "严重精神障碍随访",
+                "service_type": "smd_follow_up",
+                "times_per_period": 4,
+            }
+        ],
+    )
+    contract = core.create_contract(
+        resident=world.resident,
+        team=world.team,
+        doctor=world.doctor,
+        packages=[world.basic, special],
+        status=ContractStatus.ACTIVE,
+        channel=SigningChannel.DESK,
+        actor=core.SYSTEM,
+        template=world.template,
+    )
+    commit()
+    nurse = api(make_staff(Role.NURSE, world.centre))
+    record = nurse.get(f"/api/v1/contracts/{contract.id}")
+    assert record.status_code == 200, record.json
+    text = json.dumps(record.json, ensure_ascii=False)
+    assert "严重精神障碍" not in text and "特殊人群" in text
+    listed = nurse.get("/api/v1/contracts")
+    assert listed.status_code == 200 and "严重精神障碍" not in json.dumps(listed.json, ensure_ascii=False)
+    doctor = api(world.doctor_user).get(f"/api/v1/contracts/{contract.id}")
+    assert "严重精神障碍患者管理包" in json.dumps(doctor.json, ensure_ascii=False)

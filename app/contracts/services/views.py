@@ -265,13 +265,35 @@ def _doctor_brief(doctor: Doctor | None) -> dict[str, Any] | None:
     return None if doctor is None else {"id": doctor.id, "name": doctor.name, "title": doctor.title}
 
 
-def _packages_brief(contract: Contract) -> list[dict[str, Any]]:
+RESTRICTED_PACKAGE_NAME = "个性化服务包（特殊人群，无权查看）"
+
+
+def _special_package_ids(package_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Packages aimed only at special categories (严重精神障碍, 肺结核): their names reveal the
+    category (DATA-05), so roles that may not see special groups get a neutral name."""
+    ids = list(package_ids)
+    if not ids:
+        return set()
+    rows = db.session.execute(
+        select(ServicePackage.id, ServicePackage.target_groups).where(ServicePackage.id.in_(ids))
+    )
+    return {pid for pid, groups in rows if groups and set(groups) <= SPECIAL_GROUP_CODES}
+
+
+def _packages_brief(
+    contract: Contract, principal: Principal | None = None, *, redact: bool = False
+) -> list[dict[str, Any]]:
+    hidden = (
+        _special_package_ids(p.package_id for p in contract.packages)
+        if redact and not can_see_special_groups(principal)
+        else set()
+    )
     return [
         {
             "package_id": p.package_id,
-            "code": p.code,
+            "code": "restricted" if p.package_id in hidden else p.code,
             "version": p.version,
-            "name": p.name,
+            "name": RESTRICTED_PACKAGE_NAME if p.package_id in hidden else p.name,
             "kind": p.kind,
             "kind_label": PACKAGE_KIND_LABELS.get(p.kind, p.kind),
             "price_fen": p.price_fen,
@@ -292,9 +314,11 @@ def frequency_label(times: int, due_within_days: int | None) -> str:
     return f"签约期内 {times} 次"
 
 
-def _packages_with_items(contract: Contract) -> list[dict[str, Any]]:
+def _packages_with_items(
+    contract: Contract, principal: Principal | None = None, *, redact: bool = False
+) -> list[dict[str, Any]]:
     sources = _by_id(ServicePackage, [p.package_id for p in contract.packages])
-    packages = _packages_brief(contract)
+    packages = _packages_brief(contract, principal, redact=redact)
     for package in packages:
         source = sources.get(package["package_id"])
         package["items"] = [
@@ -307,7 +331,7 @@ def _packages_with_items(contract: Contract) -> list[dict[str, Any]]:
                 "frequency_label": frequency_label(item.times_per_period, item.due_within_days),
                 "description": item.description,
             }
-            for item in (source.items if source is not None else [])
+            for item in (source.items if source is not None and package["code"] != "restricted" else [])
         ]
     return packages
 
@@ -494,7 +518,7 @@ def _rows(contracts: Sequence[Contract], principal: Principal | None) -> list[di
                 "institution": _named(centres.get(contract.institution_id)),
                 "team": _named(teams.get(contract.team_id)),
                 "doctor": _doctor_brief(doctors.get(contract.doctor_id)),
-                "packages": _packages_brief(contract),
+                "packages": _packages_brief(contract, principal, redact=True),
                 "status": contract.status,
                 "status_label": status_label(contract.status),
                 "period_start": contract.period_start,
@@ -578,9 +602,9 @@ def contract_record(contract: Contract, principal: Principal | None) -> dict[str
         "price_fen": contract.price_fen,
         "subsidy_fen": contract.subsidy_fen,
         "self_pay_fen": contract.self_pay_fen,
-        "packages": _packages_with_items(contract),
+        "packages": _packages_with_items(contract, principal, redact=True),
         "payment": _payment(contract, bill),
-        "agreement": masked_agreement(contract, [resident, signer], [contract.signer_name]),
+        "agreement": masked_agreement(contract, [resident, signer], [contract.signer_name], principal),
         "signatures": [
             {
                 "role": s.role,
@@ -625,13 +649,25 @@ def contract_record(contract: Contract, principal: Principal | None) -> dict[str
 
 
 def masked_agreement(
-    contract: Contract, residents: Sequence[Resident | None], names: Sequence[str | None]
+    contract: Contract,
+    residents: Sequence[Resident | None],
+    names: Sequence[str | None],
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
-    """The agreement snapshot with the personal names in it masked (DATA-02). `sha256` is the hash
-    of the text exactly as signed (unmasked), which the printed agreement carries."""
+    """The agreement snapshot with the personal names in it masked (DATA-02), and the names of
+    special-category packages replaced for roles that may not see those categories (DATA-05).
+    `sha256` is the hash of the text exactly as signed (unmasked), which the printed agreement carries."""
     people = {n for n in [*(r.name for r in residents if r is not None), *names] if n and len(n) > 1}
+    hidden_ids = (
+        set()
+        if can_see_special_groups(principal)
+        else _special_package_ids(p.package_id for p in contract.packages)
+    )
+    hidden_names = {p.name for p in contract.packages if p.package_id in hidden_ids}
 
     def mask(text: str) -> str:
+        for name in sorted(hidden_names, key=len, reverse=True):
+            text = text.replace(name, RESTRICTED_PACKAGE_NAME)
         for name in sorted(people, key=len, reverse=True):
             text = text.replace(name, mask_name(name) or "")
         return text
