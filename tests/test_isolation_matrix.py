@@ -320,13 +320,12 @@ class World:
         commit()
         return contract
 
-
     @cached_property
     def contract(self) -> Any:
         """An active desk contract of `resident`, with both parties' signatures."""
         import hashlib
 
-        from app.contracts.models import ContractSignature, ContractStatus, SigningChannel
+        from app.contracts.models import ContractAttachment, ContractSignature, ContractStatus, SigningChannel
         from app.contracts.services import core
         from tests.contracts.factories import make_basic_package, make_template
 
@@ -352,6 +351,17 @@ class World:
                     sha256=hashlib.sha256(image).hexdigest(),
                 )
             )
+        db.session.add(
+            ContractAttachment(
+                id=uuid.uuid4(),
+                contract_id=contract.id,
+                kind="scanned_copy",
+                content_type="image/png",
+                data=image,
+                size=len(image),
+                sha256=hashlib.sha256(image).hexdigest(),
+            )
+        )
         commit()
         return contract
 
@@ -523,6 +533,7 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/mp/v1/contract-applications/<uuid:application_id>/confirm"): lambda w: {
         "agreement_sha256": "0" * 64
     },
+    ("POST", "/api/v1/contracts/<uuid:contract_id>/scanned-copy"): lambda w: Upload({"file": _png()}),
     # resident-only (staff tokens get 403 before any body is read)
     ("POST", "/mp/v1/bills/<uuid:bill_id>/payments"): lambda w: {},
     ("POST", "/mp/v1/payments/<uuid:order_id>/confirm"): lambda w: {},
