@@ -302,7 +302,6 @@ class World:
         from app.contracts.models import ContractStatus, SigningChannel
         from app.contracts.services import core
         from tests.contracts.factories import make_basic_package, make_template
-
         from tests.factories_residents import make_resident
 
         now = clock.now()
