@@ -238,6 +238,12 @@ BINDINGS: dict[str, tuple[str, float]] = {
     "path.doctor_id": ("doctor_ids", 0.8),
     "path.team_id": ("team_ids", 0.8),
     "path.member_id": ("member_ids", 0.8),
+    "path.bill_id": ("bill_ids", 0.8),
+    "path.order_id": ("order_ids", 0.8),
+    "path.contract_id": ("contract_ids", 0.8),
+    "path.application_id": ("application_ids", 0.8),
+    "path.package_id": ("package_ids", 0.8),
+    "path.template_id": ("template_ids", 0.8),
     "query.institution_id": ("centre_ids", 0.5),
     "query.street_id": ("street_ids", 0.5),
     "query.actor_id": ("staff_ids", 0.5),
@@ -269,6 +275,7 @@ def seed_actor(role: str, wechat: FakeMiniProgramAuth) -> FuzzActor:
     consent = make_consent(resident)
     doctor = make_doctor(centre)
     team = make_team(centre)
+    money_and_contracts = _seed_money_and_contracts(centre)
     mint: Callable[[], str] | None = None
     usernames = [nurse.username]
     if role == RESIDENT:
@@ -296,8 +303,62 @@ def seed_actor(role: str, wechat: FakeMiniProgramAuth) -> FuzzActor:
         "id_numbers": [resident.id_number, random_id_number()],
         # A second session of the nurse: refreshing it never ends the caller's own session.
         "refresh_tokens": [_refresh_token_for(nurse)],
+        **money_and_contracts,
     }
     return FuzzActor(role=role, mint=mint, dictionaries=dictionaries)
+
+
+def _seed_money_and_contracts(centre: Any) -> dict[str, list[str]]:
+    """A bill with a QR order waiting, an active contract with its packages and template, and a
+    pending online application, so the billing and contract routes are fuzzed with ids that exist."""
+    from app.billing.models import OrderState
+    from app.billing.services import orders
+    from app.contracts.models import ContractStatus, SigningChannel
+    from app.contracts.services import core
+    from payments.base import Channel, PayMode
+    from tests.billing.factories import make_bill
+    from tests.contracts.factories import signing_world
+
+    bill = make_bill(centre, 2500)
+    order = orders.start_order(
+        bill, mode=PayMode.MERCHANT_QR, channel=Channel.WECHAT, client_ip="127.0.0.1", actor=orders.SYSTEM
+    )
+    orders.transition(
+        order, OrderState.PENDING, source="api", actor=orders.SYSTEM, values={"qr_content": "sandbox://fuzz"}
+    )
+    world = signing_world(centre)
+    contract = core.create_contract(
+        resident=world.resident,
+        team=world.team,
+        doctor=world.doctor,
+        packages=[world.basic],
+        status=ContractStatus.ACTIVE,
+        channel=SigningChannel.DESK,
+        actor=core.SYSTEM,
+        template=world.template,
+    )
+    applicant = make_resident(centre)
+    now = clock.now()
+    application = core.create_contract(
+        resident=applicant,
+        team=world.team,
+        doctor=world.doctor,
+        packages=[world.basic],
+        status=ContractStatus.PENDING_REVIEW,
+        channel=SigningChannel.MINI_PROGRAM,
+        actor=core.SYSTEM,
+        template=world.template,
+        values={"applied_at": now, "review_due_at": now + timedelta(hours=48)},
+    )
+    commit()
+    return {
+        "bill_ids": [str(bill.id)],
+        "order_ids": [str(order.id)],
+        "contract_ids": [str(contract.id)],
+        "application_ids": [str(application.id)],
+        "package_ids": [str(world.basic.id)],
+        "template_ids": [str(world.template.id)],
+    }
 
 
 def _resident_token(wechat: FakeMiniProgramAuth, openid: str) -> str:
