@@ -1,7 +1,9 @@
 """Billing models. One module per concern; every model is re-exported here so Alembic sees it."""
 
 from app.billing.models.orders import (
+    ORDER_STATE_LABELS,
     ORDER_TRANSITIONS,
+    REFUND_STATUS_LABELS,
     REFUND_TRANSITIONS,
     AggregateQr,
     AnomalyKind,
@@ -21,7 +23,9 @@ from app.billing.models.orders import (
 from app.billing.models.reconciliation import *  # noqa: F403 - the reconciliation models (own module)
 
 __all__ = [
+    "ORDER_STATE_LABELS",
     "ORDER_TRANSITIONS",
+    "REFUND_STATUS_LABELS",
     "REFUND_TRANSITIONS",
     "AggregateQr",
     "AnomalyKind",

@@ -68,6 +68,18 @@ class OrderState(StrEnum):
         return self in FINAL_ORDER_STATES
 
 
+# Short labels for lists, exports and reports (the desk's live screen words its own, longer ones).
+ORDER_STATE_LABELS: Mapping[str, str] = {
+    OrderState.CREATED: "已创建",
+    OrderState.PENDING: "待支付",
+    OrderState.PAYING: "支付中",
+    OrderState.UNKNOWN: "结果待确认",
+    OrderState.PAID: "已支付",
+    OrderState.CLOSED: "已关闭",
+    OrderState.REVERSED: "已撤销",
+    OrderState.FAILED: "支付失败",
+}
+
 FINAL_ORDER_STATES = frozenset({OrderState.PAID, OrderState.CLOSED, OrderState.REVERSED, OrderState.FAILED})
 OPEN_ORDER_STATES = frozenset(OrderState) - FINAL_ORDER_STATES
 
@@ -114,6 +126,15 @@ class RefundStatus(StrEnum):
     ABNORMAL = "abnormal"  # WeChat CHANGE: handle at the merchant platform, then mark by query
     CANCELLED = "cancelled"  # final: given up after FAILED; the reserved amount is released
 
+
+REFUND_STATUS_LABELS: Mapping[str, str] = {
+    RefundStatus.PENDING: "待提交",
+    RefundStatus.PROCESSING: "退款中",
+    RefundStatus.SUCCEEDED: "退款成功",
+    RefundStatus.FAILED: "退款失败",
+    RefundStatus.ABNORMAL: "退款异常",
+    RefundStatus.CANCELLED: "已取消",
+}
 
 REFUND_TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = {
     RefundStatus.PENDING: frozenset(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.billing.models import OrderState
+from app.billing.models import ORDER_STATE_LABELS, OrderState
 from app.billing.services.reports import (
     CHANNEL_LABELS,
     MODE_LABELS,
-    ORDER_STATE_LABELS,
     label,
     yuan,
 )
@@ -27,7 +27,7 @@ _MODES = [m.value for m in PayMode]
 _CHANNELS = [c.value for c in Channel]
 
 
-def _doc(labels: dict[str, str]) -> str:
+def _doc(labels: Mapping[str, str]) -> str:
     return "; ".join(f"{k}={v}" for k, v in labels.items())
 
 

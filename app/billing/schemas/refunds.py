@@ -6,8 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.billing.models import AnomalyKind, AnomalyStatus, RefundOrigin, RefundStatus
-from app.billing.services.refunds import REFUND_STATUS_LABELS
+from app.billing.models import REFUND_STATUS_LABELS, AnomalyKind, AnomalyStatus, RefundOrigin, RefundStatus
 from app.core.pagination import PageArgsSchema
 
 MAX_REFUND_FEN = 10**10  # far above any order; only guards the integer range

@@ -29,6 +29,8 @@ from sqlalchemy import CursorResult, Select, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.billing.models import (
+    ORDER_STATE_LABELS,
+    REFUND_STATUS_LABELS,
     AnomalyKind,
     AnomalyStatus,
     DiscrepancyKind,
@@ -49,8 +51,6 @@ from app.billing.models.reconciliation import DISCREPANCY_LABELS, ITEM_STATUS_LA
 from app.billing.services.orders import Actor, record_anomaly
 from app.billing.services.reports import (
     BOM,
-    ORDER_STATE_LABELS,
-    REFUND_STATUS_LABELS,
     china_day_start,
     csv_line,
     label,

@@ -74,14 +74,6 @@ _FROM_PROVIDER: dict[RefundState, RefundStatus] = {
     RefundState.ABNORMAL: RefundStatus.ABNORMAL,
 }
 
-REFUND_STATUS_LABELS: dict[str, str] = {
-    RefundStatus.PENDING: "待提交",
-    RefundStatus.PROCESSING: "退款中",
-    RefundStatus.SUCCEEDED: "退款成功",
-    RefundStatus.FAILED: "退款失败",
-    RefundStatus.ABNORMAL: "退款异常",
-    RefundStatus.CANCELLED: "已取消",
-}
 
 _UNKNOWN_MESSAGE = "支付渠道未及时响应，系统将自动重试（退款单号不变）"
 _CLOSED_MESSAGE = "支付渠道退款失败（退款关闭），可重试或取消"

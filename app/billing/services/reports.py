@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 
 from app.accounts.models import StaffUser
-from app.billing.models import Bill, OrderState, PaymentOrder, PaymentOrderEvent, Refund, RefundStatus
+from app.billing.models import (
+    ORDER_STATE_LABELS,
+    Bill,
+    OrderState,
+    PaymentOrder,
+    PaymentOrderEvent,
+    Refund,
+    RefundStatus,
+)
 from app.core import audit, clock
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation
@@ -32,24 +40,6 @@ EXPORT_MAX_ROWS = 100_000
 REPORT_MAX_DAYS = 92
 _BATCH = 1000
 
-ORDER_STATE_LABELS: dict[str, str] = {
-    OrderState.CREATED: "已创建",
-    OrderState.PENDING: "待支付",
-    OrderState.PAYING: "支付中",
-    OrderState.UNKNOWN: "结果待确认",
-    OrderState.PAID: "已支付",
-    OrderState.CLOSED: "已关闭",
-    OrderState.REVERSED: "已撤销",
-    OrderState.FAILED: "支付失败",
-}
-REFUND_STATUS_LABELS: dict[str, str] = {
-    RefundStatus.PENDING: "待退款",
-    RefundStatus.PROCESSING: "退款中",
-    RefundStatus.SUCCEEDED: "退款成功",
-    RefundStatus.FAILED: "退款失败",
-    RefundStatus.ABNORMAL: "退款异常",
-    RefundStatus.CANCELLED: "已取消",
-}
 MODE_LABELS: dict[str, str] = {
     PayMode.MERCHANT_QR: "主扫（收款码）",
     PayMode.PAYER_CODE: "被扫（付款码）",
@@ -58,7 +48,7 @@ MODE_LABELS: dict[str, str] = {
 CHANNEL_LABELS: dict[str, str] = {Channel.WECHAT: "微信支付", Channel.ALIPAY: "支付宝"}
 
 
-def label(labels: dict[str, str], value: str | None) -> str:
+def label(labels: Mapping[str, str], value: str | None) -> str:
     return labels.get(value or "", value or "")
 
 
