@@ -19,8 +19,9 @@ import uuid
 from app.billing import providers
 from app.billing.models import PaymentOrder
 from app.billing.services import orders
-from app.billing.services.orders import Actor, ChargeOutcome
+from app.billing.services.orders import ChargeOutcome
 from app.core import clock
+from app.core.auth import Actor
 from app.core.db import commit, db
 from payments.base import Channel, PayMode, ProviderDeclined, ProviderOutcomeUnknown
 

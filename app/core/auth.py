@@ -116,6 +116,26 @@ def authenticate() -> Principal:
     raise Unauthorized("登录凭证无效，请重新登录", code="invalid_token")
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who caused a change, as history rows record it: a principal, or the system, a payment
+    provider, an anonymous payer."""
+
+    kind: str  # staff | resident | partner | payer | provider | system
+    id: uuid.UUID | None = None
+    role: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(principal.kind, principal.id, principal.role)
+
+
+def actor_from_principal(default: Actor) -> Actor:
+    """The current principal as an actor, or `default` outside an authenticated request."""
+    principal = current_principal()
+    return default if principal is None else Actor.of(principal)
+
+
 def current_principal() -> Principal | None:
     if not has_request_context():
         return getattr(g, "principal", None) if _has_app_g() else None

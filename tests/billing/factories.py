@@ -21,8 +21,7 @@ from app.accounts.models import StaffUser
 from app.billing import providers
 from app.billing.models import Bill, BillSource
 from app.billing.services import orders
-from app.billing.services.orders import Actor
-from app.core.auth import Role
+from app.core.auth import Actor, Role
 from app.core.db import commit
 from app.institutions.models import Institution
 from payments.base import Channel, PaymentProvider

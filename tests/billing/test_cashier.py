@@ -34,9 +34,8 @@ from app.billing.models import (
 from app.billing.routes import cashier as cashier_routes
 from app.billing.services import cashier as cashier_service
 from app.billing.services import orders, payer_identity
-from app.billing.services.orders import Actor
 from app.core import clock
-from app.core.auth import Role
+from app.core.auth import Actor, Role
 from app.core.db import commit, db
 from app.core.redis import get_redis
 from app.institutions.models import Institution

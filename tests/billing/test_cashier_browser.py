@@ -26,8 +26,7 @@ from app.billing import providers
 from app.billing.models import Bill, BillSource, OrderState, PaymentOrder
 from app.billing.services import cashier as cashier_service
 from app.billing.services import orders, payer_identity
-from app.billing.services.orders import Actor
-from app.core.auth import Role
+from app.core.auth import Actor, Role
 from app.core.db import commit, db, rollback
 from payments.base import Channel
 from tests.factories import make_centre

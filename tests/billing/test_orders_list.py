@@ -15,10 +15,10 @@ from sqlalchemy import select
 from app.accounts.models import StaffUser
 from app.billing.models import OrderState, PaymentOrder, Refund, RefundOrigin, RefundStatus
 from app.billing.services import orders, reports
-from app.billing.services.orders import PROVIDER, Actor
+from app.billing.services.orders import PROVIDER
 from app.core import clock
 from app.core.audit import AuditEvent
-from app.core.auth import Role
+from app.core.auth import Actor, Role
 from app.core.db import commit, db
 from app.institutions.models import Institution
 from payments.base import Channel, PayMode, TradeState, TradeStatus

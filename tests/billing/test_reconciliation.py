@@ -37,10 +37,10 @@ from app.billing.models import (
     ScratchStatus,
 )
 from app.billing.services import orders
-from app.billing.services.orders import SYSTEM, Actor
+from app.billing.services.orders import SYSTEM
 from app.core import clock
 from app.core.audit import AuditEvent
-from app.core.auth import Role
+from app.core.auth import Actor, Role
 from app.core.db import commit, db
 from app.institutions.models import Institution
 from payments.base import Channel, PayMode, RefundRequest

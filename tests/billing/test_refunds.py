@@ -25,8 +25,8 @@ from app.billing.models import (
     RefundStatus,
 )
 from app.billing.services import orders, refunds
-from app.billing.services.orders import SYSTEM, Actor
-from app.core.auth import Role
+from app.billing.services.orders import SYSTEM
+from app.core.auth import Actor, Role
 from app.core.db import commit, db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition
 from app.core.outbox import OutboxMessage

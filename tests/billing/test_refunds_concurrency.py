@@ -16,8 +16,8 @@ from app.billing import flows
 from app.billing.jobs import refunds as refund_jobs
 from app.billing.models import OrderState, PaymentOrder, Refund, RefundOrigin, RefundStatus
 from app.billing.services import orders
-from app.billing.services.orders import SYSTEM, Actor
-from app.core.auth import Role
+from app.billing.services.orders import SYSTEM
+from app.core.auth import Actor, Role
 from app.core.db import commit, db
 from app.institutions.models import Institution
 from payments.base import Channel, PayMode

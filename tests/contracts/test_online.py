@@ -16,11 +16,11 @@ from sqlalchemy import select, update
 
 from app.billing.models import Bill, BillStatus, OrderState
 from app.billing.services import cashier, orders
-from app.billing.services.orders import Actor as BillingActor
 from app.contracts import jobs
 from app.contracts.models import Contract, ContractEvent, ContractStatus
 from app.contracts.services import core, online
 from app.core import clock
+from app.core.auth import Actor as BillingActor
 from app.core.auth import Role
 from app.core.db import commit, db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound, PermissionDenied

@@ -29,9 +29,8 @@ from app.billing.models import (
     RefundStatus,
 )
 from app.billing.services import orders
-from app.billing.services.orders import Actor
 from app.core import clock
-from app.core.auth import Role
+from app.core.auth import Actor, Role
 from app.core.db import commit, db
 from app.institutions.models import Institution
 from app.residents.models import Resident

@@ -52,8 +52,9 @@ from app.billing import providers
 from app.billing.models import AnomalyKind, Bill, OrderState, PaymentOrder
 from app.billing.models.orders import ORDER_TRANSITIONS
 from app.billing.services import orders
-from app.billing.services.orders import SYSTEM, Actor
+from app.billing.services.orders import SYSTEM
 from app.core import audit, clock
+from app.core.auth import Actor
 from app.core.db import commit, db, on_commit, rollback
 from app.core.errors import Conflict
 from payments.base import (

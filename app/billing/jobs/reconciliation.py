@@ -19,7 +19,8 @@ from datetime import date
 from app.billing import flows, providers
 from app.billing.models import OrderState, PaymentOrder, ReconciliationRun, ReconRunStatus
 from app.billing.services import reconciliation as recon
-from app.billing.services.orders import SYSTEM, Actor
+from app.billing.services.orders import SYSTEM
+from app.core.auth import Actor
 from app.core.db import commit, db, rollback
 from payments.base import Channel, Statement, StatementCorrupt, StatementNotReady
 

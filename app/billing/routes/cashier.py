@@ -38,10 +38,9 @@ from app.billing.schemas.cashier import (
     EmptyArgsSchema,
 )
 from app.billing.services import cashier, payer_identity
-from app.billing.services.orders import Actor
 from app.billing.services.payer_identity import Payer
 from app.core.api import Blueprint, public_route
-from app.core.auth import Principal
+from app.core.auth import Actor, Principal
 from app.core.db import commit, db, rollback
 from app.core.errors import DomainError, PermissionDenied, Unauthorized
 from app.core.redis import get_redis

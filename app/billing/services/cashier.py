@@ -35,9 +35,10 @@ from sqlalchemy import or_, select
 from app.billing import qr
 from app.billing.models import AggregateQr, Bill, BillSource, BillStatus, OrderState, PaymentOrder
 from app.billing.services import orders
-from app.billing.services.orders import PAYER, Actor
+from app.billing.services.orders import PAYER
 from app.billing.services.payer_identity import Payer, public_url
 from app.core import audit, clock
+from app.core.auth import Actor
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, NotFound
 from app.institutions.models import Institution

@@ -41,8 +41,8 @@ from app.billing.models import (
     RefundStatus,
 )
 from app.billing.models.orders import OPEN_ORDER_STATES
-from app.core import audit, clock, outbox
-from app.core.auth import current_principal
+from app.core import audit, auth, clock, outbox
+from app.core.auth import Actor
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound
 from payments.base import (
@@ -70,23 +70,14 @@ ALREADY_EXISTS_CODES = frozenset(
 # --- actors ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Actor:
-    kind: str  # staff | resident | payer | provider | system
-    id: uuid.UUID | None = None
-    role: str | None = None
-
-
 SYSTEM = Actor("system")
 PROVIDER = Actor("provider")
 PAYER = Actor("payer")
 
 
 def actor_from_principal() -> Actor:
-    principal = current_principal()
-    if principal is None:
-        return PAYER
-    return Actor(principal.kind, principal.id, getattr(principal, "role", None))
+    """The caller, or an anonymous payer (the H5 cashier) outside an authenticated request."""
+    return auth.actor_from_principal(PAYER)
 
 
 # --- numbers --------------------------------------------------------------------------------------

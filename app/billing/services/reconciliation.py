@@ -48,7 +48,7 @@ from app.billing.models import (
 )
 from app.billing.models.orders import OPEN_ORDER_STATES
 from app.billing.models.reconciliation import DISCREPANCY_LABELS, ITEM_STATUS_LABELS, SUBJECT_LABELS
-from app.billing.services.orders import Actor, record_anomaly
+from app.billing.services.orders import record_anomaly
 from app.billing.services.reports import (
     BOM,
     china_day_start,
@@ -58,7 +58,7 @@ from app.billing.services.reports import (
     yuan,
 )
 from app.core import audit, clock
-from app.core.auth import current_principal
+from app.core.auth import Actor, current_principal
 from app.core.db import db
 from app.core.errors import NotFound
 from app.core.pagination import Page, paginate

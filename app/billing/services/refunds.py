@@ -43,9 +43,9 @@ from app.billing.models import (
     RefundOrigin,
     RefundStatus,
 )
-from app.billing.services.orders import PROVIDER, Actor, lock_order, record_anomaly
+from app.billing.services.orders import PROVIDER, lock_order, record_anomaly
 from app.core import audit, clock, outbox
-from app.core.auth import Principal
+from app.core.auth import Actor, Principal
 from app.core.db import db
 from app.core.errors import Conflict, InvalidTransition, NotFound
 from app.core.pagination import Page, paginate

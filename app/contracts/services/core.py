@@ -45,8 +45,8 @@ from app.contracts.models import (
     SigningWay,
 )
 from app.contracts.models.contracts import CAPACITY_STATUSES, STATUS_LABELS
-from app.core import audit, clock
-from app.core.auth import current_principal
+from app.core import audit, auth, clock
+from app.core.auth import Actor
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound
 from app.doctors.models import Doctor
@@ -64,21 +64,12 @@ ADULT_AGE = 18
 # --- actors ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Actor:
-    kind: str  # staff | resident | partner | system
-    id: uuid.UUID | None = None
-    role: str | None = None
-
-
 SYSTEM = Actor("system")
 
 
 def actor_from_principal() -> Actor:
-    principal = current_principal()
-    if principal is None:
-        return SYSTEM
-    return Actor(principal.kind, principal.id, getattr(principal, "role", None))
+    """The caller, or the system outside an authenticated request (jobs)."""
+    return auth.actor_from_principal(SYSTEM)
 
 
 # --- numbers and periods --------------------------------------------------------------------------
@@ -529,7 +520,7 @@ def attach_bill(contract: Contract, resident: Resident, actor: Actor) -> None:
         institution_id=contract.institution_id,
         amount_fen=contract.self_pay_fen,
         subject="家庭医生签约服务费（自付部分）",
-        actor=billing.Actor(actor.kind, actor.id, actor.role),
+        actor=actor,
         items=[
             {"name": p.name, "quantity": 1, "unit_price_fen": p.self_pay_fen, "amount_fen": p.self_pay_fen}
             for p in contract.packages

@@ -49,10 +49,10 @@ from app.contracts.models.contracts import STATUS_LABELS
 from app.contracts.services import core
 from app.contracts.services import packages as packages_service
 from app.contracts.services.agreements import check_overrides, current_template
-from app.contracts.services.core import Actor, Signer
+from app.contracts.services.core import Signer
 from app.contracts.services.packages import PackageEligibility
 from app.core import audit, clock
-from app.core.auth import Principal, Role
+from app.core.auth import Actor, Principal, Role
 from app.core.crypto import mask_name
 from app.core.db import db
 from app.core.errors import (
@@ -592,7 +592,7 @@ def _cancel_bill(contract: Contract, *, reason: str, actor: Actor) -> str:
     ).first()
     if open_order is not None:
         return "in_progress"
-    billing.cancel_bill(bill, reason=reason, actor=billing.Actor(actor.kind, actor.id, actor.role))
+    billing.cancel_bill(bill, reason=reason, actor=actor)
     return "cancelled"
 
 
@@ -600,7 +600,7 @@ def _cancel_bill(contract: Contract, *, reason: str, actor: Actor) -> str:
 
 
 def staff_actor(principal: Principal) -> Actor:
-    return Actor(principal.kind, principal.id, principal.role)
+    return Actor.of(principal)
 
 
 def _member_team_ids(principal: Principal) -> list[uuid.UUID]:

@@ -49,8 +49,9 @@ from app.contracts.models import (
     SigningWay,
 )
 from app.contracts.models.contracts import STATUS_LABELS
-from app.contracts.services.core import Actor, record_event
+from app.contracts.services.core import record_event
 from app.core import audit, clock, pdf
+from app.core.auth import Actor
 from app.core.crypto import mask_id_number
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, DomainError, NotFound
