@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import logging
 import re
 import uuid
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -33,7 +31,6 @@ from typing import Any
 
 from flask import current_app
 from itsdangerous import BadData, Signer
-from PIL import Image, ImageOps, UnidentifiedImageError
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, KeepTogether, Spacer
 from sqlalchemy import select, update
@@ -50,7 +47,7 @@ from app.contracts.models import (
 )
 from app.contracts.models.contracts import STATUS_LABELS
 from app.contracts.services.core import record_event
-from app.core import audit, clock, pdf
+from app.core import audit, clock, images, pdf
 from app.core.auth import Actor
 from app.core.crypto import mask_id_number
 from app.core.db import db
@@ -489,7 +486,6 @@ SCAN_STATUSES = frozenset(
     }
 )
 PDF_MIMETYPE = "application/pdf"
-_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "PNG", "image/png"))
 _PDF_HEADER = re.compile(rb"\A%PDF-[12]\.\d")
 # Active content a scanned page never needs (best effort: compressed object streams can hide names).
 _PDF_ACTIVE = re.compile(rb"/(?:JavaScript|JS|Launch|EmbeddedFiles?|RichMedia|XFA)(?![A-Za-z0-9])")
@@ -520,33 +516,21 @@ def _clean_pdf(raw: bytes) -> CleanScan:
     return CleanScan(raw, PDF_MIMETYPE)
 
 
-def _clean_image(raw: bytes, kind: str, content_type: str) -> CleanScan:
+def _clean_image(raw: bytes, kind: str) -> CleanScan:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw), formats=[kind]) as opened:
-                width, height = opened.size
-                if width > MAX_SCAN_SIDE or height > MAX_SCAN_SIDE:
-                    raise _invalid_scan(f"图片尺寸不能超过 {MAX_SCAN_SIDE}×{MAX_SCAN_SIDE} 像素")
-                opened.load()
-                upright = ImageOps.exif_transpose(opened)  # phone photos: turn the page upright
-                out = io.BytesIO()
-                if kind == "JPEG":
-                    upright.convert("RGB").save(out, format="JPEG", quality=90, optimize=True)
-                else:
-                    if upright.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
-                        upright = upright.convert("RGBA")
-                    upright.save(out, format="PNG", optimize=True)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+        image = images.reencode(
+            raw,
+            kind,
+            max_side=MAX_SCAN_SIDE,
+            jpeg_quality=90,
+            upright={"JPEG", "PNG"},  # phone photos: turn the page upright
+            normalise_png_mode=True,
+        )
+    except images.ImageTooLarge as exc:
+        raise _invalid_scan(f"图片尺寸不能超过 {MAX_SCAN_SIDE}×{MAX_SCAN_SIDE} 像素") from exc
+    except images.ImageUnreadable as exc:
         raise _invalid_scan("图片文件已损坏或无法识别") from exc
-    return CleanScan(out.getvalue(), content_type)
+    return CleanScan(image.data, image.content_type)
 
 
 def clean_scan(raw: bytes) -> CleanScan:
@@ -557,9 +541,9 @@ def clean_scan(raw: bytes) -> CleanScan:
         raise _invalid_scan("扫描件文件为空")
     if _PDF_HEADER.match(raw):
         return _clean_pdf(raw)
-    for magic, kind, content_type in _IMAGE_MAGIC:
-        if raw.startswith(magic):
-            return _clean_image(raw, kind, content_type)
+    kind = images.sniff(raw)
+    if kind is not None:
+        return _clean_image(raw, kind)
     raise _invalid_scan("扫描件须为 PDF、JPEG 或 PNG 文件")
 
 

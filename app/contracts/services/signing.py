@@ -26,17 +26,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from marshmallow import ValidationError
-from PIL import Image, ImageOps
 from sqlalchemy import select
 
 from app.contracts.models import (
@@ -56,7 +53,7 @@ from app.contracts.schemas.signing import MAX_PHOTO_BYTES, MAX_SIGNATURE_BYTES, 
 from app.contracts.services import core
 from app.contracts.services.agreements import require_current_template
 from app.contracts.services.packages import published_by_ids
-from app.core import audit, clock
+from app.core import audit, clock, images
 from app.core.auth import Role, current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, DomainError, NotFound
@@ -84,8 +81,6 @@ SIGNATURE_IMAGE: dict[str, Any] = {
     "side": MAX_SIGNATURE_SIDE,
 }
 PHOTO_IMAGE: dict[str, Any] = {"limit": MAX_PHOTO_BYTES, "kinds": ("JPEG", "PNG"), "side": MAX_PHOTO_SIDE}
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
-_CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 
 class SubmissionInvalid(BusinessRuleViolation):
@@ -753,29 +748,21 @@ def clean_image(text: str, *, field: str, limit: int, kinds: Sequence[str], side
         raise _image_error(field, "为空")
     if len(raw) > limit:
         raise _image_error(field, f"不能超过 {limit // 1024} KB", "image_too_large")
-    kind = next((fmt for magic, fmt in _MAGIC if raw.startswith(magic)), "")
+    kind = images.sniff(raw) or ""
     if kind not in kinds:
         raise _image_error(field, "须为 " + " 或 ".join(kinds) + " 图片")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw), formats=[kind]) as image:
-                width, height = image.size
-                if not (0 < width <= side and 0 < height <= side) or width * height > MAX_PHOTO_PIXELS:
-                    raise _image_error(field, f"尺寸不能超过 {side}×{side} 像素")
-                image.load()
-                out = io.BytesIO()
-                if kind == "JPEG":
-                    upright = ImageOps.exif_transpose(image)
-                    upright.convert("RGB").save(out, format="JPEG", quality=85, optimize=True)
-                else:
-                    converted = (
-                        image if image.mode in ("1", "L", "LA", "RGB", "RGBA", "P") else image.convert("RGBA")
-                    )
-                    converted.save(out, format="PNG", optimize=True)
-    except SubmissionInvalid:
-        raise
-    except Exception as exc:  # any decoder failure of an untrusted file is the file's fault
+        image = images.reencode(
+            raw,
+            kind,
+            max_side=side,
+            max_pixels=MAX_PHOTO_PIXELS,
+            jpeg_quality=85,
+            upright={"JPEG"},
+            normalise_png_mode=True,
+        )
+    except images.ImageTooLarge as exc:
+        raise _image_error(field, f"尺寸不能超过 {side}×{side} 像素") from exc
+    except images.ImageUnreadable as exc:
         raise _image_error(field, "已损坏或无法识别") from exc
-    data = out.getvalue()
-    return CleanImage(data, _CONTENT_TYPES[kind], hashlib.sha256(data).hexdigest())
+    return CleanImage(image.data, image.content_type, hashlib.sha256(image.data).hexdigest())

@@ -7,15 +7,12 @@ with Pillow, which proves it is an image and drops metadata (EXIF GPS positions,
 from __future__ import annotations
 
 import hashlib
-import io
 import uuid
-import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 
-from app.core import clock
+from app.core import clock, images
 from app.core.auth import Principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, DomainError, NotFound
@@ -26,8 +23,6 @@ from app.doctors.services.common import UNSCOPED, check_editor, write_history
 
 MAX_PHOTO_BYTES = 2 * 1024 * 1024
 MAX_PHOTO_SIDE = 4096
-_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"))
 
 
 class PhotoTooLarge(DomainError):
@@ -54,32 +49,16 @@ def clean_image(raw: bytes) -> CleanImage:
         raise PhotoTooLarge()
     if not raw:
         raise _invalid("照片文件为空")
-    kind = next((fmt for magic, fmt in _MAGIC if raw.startswith(magic)), None)
+    kind = images.sniff(raw)
     if kind is None:
         raise _invalid("照片须为 JPEG 或 PNG 格式")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw), formats=[kind]) as image:
-                width, height = image.size
-                if width > MAX_PHOTO_SIDE or height > MAX_PHOTO_SIDE:
-                    raise _invalid(f"照片尺寸不能超过 {MAX_PHOTO_SIDE}×{MAX_PHOTO_SIDE} 像素")
-                image.load()
-                out = io.BytesIO()
-                if kind == "JPEG":
-                    image.convert("RGB").save(out, format="JPEG", quality=88, optimize=True)
-                else:
-                    image.save(out, format="PNG", optimize=True)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+        image = images.reencode(raw, kind, max_side=MAX_PHOTO_SIDE, jpeg_quality=88)
+    except images.ImageTooLarge as exc:
+        raise _invalid(f"照片尺寸不能超过 {MAX_PHOTO_SIDE}×{MAX_PHOTO_SIDE} 像素") from exc
+    except images.ImageUnreadable as exc:
         raise _invalid("照片文件已损坏或无法识别") from exc
-    return CleanImage(out.getvalue(), _FORMATS[kind], width, height)
+    return CleanImage(image.data, image.content_type, image.width, image.height)
 
 
 def set_photo(actor: Principal, doctor_id: uuid.UUID, raw: bytes) -> Doctor:
