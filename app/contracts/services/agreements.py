@@ -17,7 +17,6 @@ Nothing here commits; routes and CLI commands do.
 
 from __future__ import annotations
 
-import string
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sqlalchemy import select
 
 from app.contracts.models import AgreementClause, AgreementTemplate, ClauseKind, Contract, TemplateStatus
 from app.contracts.services import core
+from app.contracts.services.core import PLACEHOLDERS, check_clause_text, check_overrides
 from app.contracts.services.packages import (
     check_manager,
     check_new_code,
@@ -68,71 +68,8 @@ __all__ = [
     "update_template",
 ]
 
-# What `core.agreement_context` fills, with a Chinese description for the template editor.
-PLACEHOLDERS: dict[str, str] = {
-    "contract_no": "协议编号",
-    "resident_name": "签约居民姓名",
-    "centre_name": "社康中心名称",
-    "centre_phone": "社康中心电话",
-    "team_name": "家庭医生团队名称",
-    "doctor_name": "签约医生姓名",
-    "period_start": "服务期开始日期",
-    "period_end": "服务期结束日期",
-    "packages": "所签服务包（名称，以顿号分隔）",
-    "price_yuan": "服务费合计（元）",
-    "subsidy_yuan": "财政补助（元）",
-    "self_pay_yuan": "居民自付（元）",
-}
 WHAT = "协议模板"
 PREVIEW_CONTRACT_NO = "（签约后生成）"
-
-
-# --- placeholders -------------------------------------------------------------------------------------
-
-
-def placeholder_problem(text: str) -> str | None:
-    """Why `text` is not a valid clause text (Chinese), or None."""
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError:
-        return "花括号不成对（占位符写作 {resident_name}，普通花括号请写作 {{ 或 }}）"
-    for _literal, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        if field not in PLACEHOLDERS:
-            shown = "{" + field + "}"
-            return f"含有未知的占位符 {shown}；可用的占位符：" + "、".join(
-                "{" + name + "}" for name in PLACEHOLDERS
-            )
-        if spec or conversion:
-            return f"占位符 {{{field}}} 不能带格式说明"
-    return None
-
-
-def check_clause_text(text: str, *, key: str, title: str) -> None:
-    problem = placeholder_problem(text)
-    if problem is not None:
-        raise BusinessRuleViolation(
-            f"条款“{title}”{problem}",
-            code="invalid_placeholder",
-            errors={f"clauses.{key}.text": [problem]},
-        )
-
-
-def check_overrides(template: AgreementTemplate, overrides: Mapping[str, str]) -> None:
-    """Per-contract replacements: only personalisable clauses, with valid placeholders (422)."""
-    by_key = {clause.key: clause for clause in template.clauses}
-    for key, text in overrides.items():
-        clause = by_key.get(key)
-        if clause is None:
-            raise BusinessRuleViolation(
-                f"协议中没有条款“{key}”", code="unknown_clause", errors={"clauses": [key]}
-            )
-        if not clause.personalisable:
-            raise BusinessRuleViolation(
-                f"条款“{clause.title}”不允许个性化修改", code="clause_locked", errors={"clauses": [key]}
-            )
-        check_clause_text(text, key=key, title=clause.title)
 
 
 # --- templates ---------------------------------------------------------------------------------------

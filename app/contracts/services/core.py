@@ -273,14 +273,56 @@ def already_signed_error(existing: Contract) -> Conflict:
 # --- the agreement snapshot -------------------------------------------------------------------------
 
 
-def render_agreement(
-    template: AgreementTemplate, context: Mapping[str, Any], overrides: Mapping[str, str] | None = None
-) -> tuple[list[dict[str, Any]], str, str]:
-    """The template's clauses with placeholders filled, personalisable ones replaced by `overrides`
-    (key -> text). Returns (clauses, full text, SHA-256 of the text). Unknown or locked keys are 422."""
-    overrides = dict(overrides or {})
+# What `agreement_context` fills, with a Chinese description for the template editor.
+PLACEHOLDERS: dict[str, str] = {
+    "contract_no": "协议编号",
+    "resident_name": "签约居民姓名",
+    "centre_name": "社康中心名称",
+    "centre_phone": "社康中心电话",
+    "team_name": "家庭医生团队名称",
+    "doctor_name": "签约医生姓名",
+    "period_start": "服务期开始日期",
+    "period_end": "服务期结束日期",
+    "packages": "所签服务包（名称，以顿号分隔）",
+    "price_yuan": "服务费合计（元）",
+    "subsidy_yuan": "财政补助（元）",
+    "self_pay_yuan": "居民自付（元）",
+}
+
+
+def placeholder_problem(text: str) -> str | None:
+    """Why `text` is not a valid clause text (Chinese), or None."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        return "花括号不成对（占位符写作 {resident_name}，普通花括号请写作 {{ 或 }}）"
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS:
+            shown = "{" + field + "}"
+            return f"含有未知的占位符 {shown}；可用的占位符：" + "、".join(
+                "{" + name + "}" for name in PLACEHOLDERS
+            )
+        if spec or conversion:
+            return f"占位符 {{{field}}} 不能带格式说明"
+    return None
+
+
+def check_clause_text(text: str, *, key: str, title: str) -> None:
+    problem = placeholder_problem(text)
+    if problem is not None:
+        raise BusinessRuleViolation(
+            f"条款“{title}”{problem}",
+            code="invalid_placeholder",
+            errors={f"clauses.{key}.text": [problem]},
+        )
+
+
+def check_overrides(template: AgreementTemplate, overrides: Mapping[str, str]) -> None:
+    """Per-contract replacements: only personalisable clauses, with valid placeholders (422)."""
     by_key = {clause.key: clause for clause in template.clauses}
-    for key in overrides:
+    for key, text in overrides.items():
         clause = by_key.get(key)
         if clause is None:
             raise BusinessRuleViolation(
@@ -290,10 +332,20 @@ def render_agreement(
             raise BusinessRuleViolation(
                 f"条款“{clause.title}”不允许个性化修改", code="clause_locked", errors={"clauses": [key]}
             )
+        check_clause_text(text, key=key, title=clause.title)
+
+
+def render_agreement(
+    template: AgreementTemplate, context: Mapping[str, Any], overrides: Mapping[str, str] | None = None
+) -> tuple[list[dict[str, Any]], str, str]:
+    """The template's clauses with placeholders filled, personalisable ones replaced by `overrides`
+    (key -> text). Returns (clauses, full text, SHA-256 of the text). Unknown or locked keys are 422."""
+    overrides = dict(overrides or {})
+    check_overrides(template, overrides)
     rendered: list[dict[str, Any]] = []
     for number, clause in enumerate(template.clauses, start=1):
         source = overrides.get(clause.key, clause.text)
-        _check_placeholders(source, clause.key, clause.title)
+        check_clause_text(source, key=clause.key, title=clause.title)
         try:
             text = source.format_map(_Missing(context))
         except (ValueError, IndexError) as exc:
@@ -314,26 +366,6 @@ def render_agreement(
         f"第{c['number']}条 {c['title']}\n{c['text']}" for c in rendered
     )
     return rendered, full, hashlib.sha256(full.encode("utf-8")).hexdigest()
-
-
-def _check_placeholders(source: str, key: str, title: str) -> None:
-    """Only plain `{name}` placeholders: no attribute or index lookups, conversions or format specs
-    (clause text comes from staff; `str.format` would otherwise evaluate `{x.__class__}`)."""
-    try:
-        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(source)]
-    except ValueError as exc:
-        raise BusinessRuleViolation(
-            f"条款“{title}”格式有误：{exc}", code="clause_format", errors={"clauses": [key]}
-        ) from exc
-    for name, spec, conversion in fields:
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conversion:
-            raise BusinessRuleViolation(
-                f"条款“{title}”中的占位符“{{{name}}}”无效：只能使用 {{名称}} 形式",
-                code="invalid_placeholder",
-                errors={"clauses": [key]},
-            )
 
 
 class _Missing(dict[str, Any]):
