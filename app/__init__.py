@@ -120,6 +120,11 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.contracts.routes.contracts:blp",
     "miniprogram_api.contracts:blp",
     "miniprogram_api.my_doctor:blp",
+    "app.health_records.routes.records:blp",
+    "app.health_records.routes.forms:blp",
+    "app.health_records.routes.cases:blp",
+    "app.health_records.routes.card:blp",
+    "miniprogram_api.health_records:blp",
 )
 # Plain Flask blueprints kept out of OpenAPI: provider callbacks, the H5 cashier's HTML pages, and
 # the payment sandbox's payer simulator (development only).

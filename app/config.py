@@ -275,6 +275,21 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "How long a resident has to confirm (and pay for) an accepted application before it lapses.",
     ),
+    # --- public-health records (issue 6) -----------------------------------------------------------
+    Setting(
+        "SMD_FOLLOWUP_DAYS",
+        "1:14,2:14,3:90",
+        str,
+        "严重精神障碍 next follow-up after a visit, in days, by 本次随访分类 (1 不稳定, 2 基本稳定, 3 稳定): the "
+        "服务规范's 2 weeks / 2 weeks / 3 months; a district auditing against the 2018 工作规范 sets it here.",
+    ),
+    Setting(
+        "MP_HIDDEN_HEALTH_CATEGORIES",
+        "smd",
+        str,
+        "Health-record categories the mini-program does not show the resident (comma-separated: smd, tb); "
+        "family members acting for a resident never see smd or tb (DATA-05).",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -14,7 +14,7 @@ from flask import Flask, g
 from flask.testing import FlaskClient
 
 from app.accounts import services as account_services
-from app.accounts.models import StaffSession, StaffUser
+from app.accounts.models import StaffGrant, StaffSession, StaffUser
 from app.core import clock
 from app.core.auth import Principal, Role
 from app.core.db import commit, db
@@ -101,8 +101,21 @@ def token_for(user: StaffUser) -> str:
 
 def principal_of(user: StaffUser) -> Principal:
     return Principal(
-        kind="staff", id=user.id, role=user.role, institution_id=user.institution_id, display_name=user.name
+        kind="staff",
+        id=user.id,
+        role=user.role,
+        institution_id=user.institution_id,
+        display_name=user.name,
+        grants=account_services.grants_of(user.id),
     )
+
+
+def grant(user: StaffUser, *permissions: str) -> StaffUser:
+    """Grant per-person permissions (DATA-05 categories: "health:smd", "health:tb")."""
+    for permission in permissions:
+        db.session.add(StaffGrant(user_id=user.id, permission=permission, granted_by="test"))
+    commit()
+    return user
 
 
 @contextmanager

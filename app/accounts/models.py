@@ -96,3 +96,15 @@ class StaffChange(Base):
     after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class StaffGrant(Base):
+    """A permission granted to one member of staff (DATA-05 category permissions such as
+    `health:smd`), by whom and when. Revoking deletes the row; the change history keeps the trace."""
+
+    __tablename__ = "staff_grants"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff_users.id"), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(40), primary_key=True)
+    granted_by: Mapped[str | None] = mapped_column(String(64))
+    granted_at: Mapped[datetime] = mapped_column(default=clock.now)

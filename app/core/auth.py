@@ -58,6 +58,17 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "pii:unmask": frozenset({Role.DISTRICT_ADMIN, Role.CENTRE_ADMIN}),
     # Read the audit trail.
     "audit:read": frozenset({Role.DISTRICT_ADMIN, Role.AUDITOR}),
+    # DATA-05 special categories: held by individual staff (granted), never by a whole role.
+    "health:smd": frozenset(),
+    "health:tb": frozenset(),
+}
+
+# Permissions granted to one member of staff by their centre's administrator (DATA-05): the label
+# shown in the staff screens and the roles that may hold it.
+CLINICAL_ROLES: frozenset[Role] = frozenset({Role.DOCTOR, Role.NURSE, Role.PUBLIC_HEALTH, Role.TEAM_LEADER})
+GRANTABLE_PERMISSIONS: dict[str, tuple[str, frozenset[Role]]] = {
+    "health:smd": ("严重精神障碍患者健康管理", CLINICAL_ROLES),
+    "health:tb": ("肺结核患者健康管理", CLINICAL_ROLES),
 }
 
 
@@ -71,6 +82,7 @@ class Principal:
     institution_id: uuid.UUID | None
     session_id: uuid.UUID | None = None
     display_name: str = ""
+    grants: frozenset[str] = frozenset()  # permissions granted to this member of staff
     extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
@@ -80,7 +92,7 @@ class Principal:
 
     def can(self, permission: str) -> bool:
         roles = PERMISSIONS.get(permission, frozenset())
-        return self.kind == "staff" and self.role in roles
+        return self.kind == "staff" and (self.role in roles or permission in self.grants)
 
     @property
     def actor_ref(self) -> str:

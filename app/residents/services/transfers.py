@@ -13,6 +13,7 @@ household moves (`include_household=True`) or the head is changed first.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy import Select, select, update
@@ -30,6 +31,10 @@ from app.residents.services.common import (
     record_change,
     require_active,
 )
+
+# Other domains whose rows follow a resident to the new managing centre register here:
+# listener(resident_ids, from_institution_id, to_institution_id), called inside the transfer.
+TRANSFER_LISTENERS: list[Callable[[list[uuid.UUID], uuid.UUID, uuid.UUID], None]] = []
 
 
 def _move(model: Any, object_id: uuid.UUID, from_id: uuid.UUID, to_id: uuid.UUID) -> None:
@@ -97,6 +102,8 @@ def transfer_resident(
             .values(institution_id=target.id)
             .execution_options(synchronize_session="fetch")
         )
+    for listener in TRANSFER_LISTENERS:
+        listener([m.id for m in movers], source_id, target.id)
     actor_id, role = actor_ref()
     rows: list[ResidentTransfer] = []
     for mover in movers:

@@ -1,0 +1,1 @@
+"""Public-health records services. Services never commit; routes, jobs and the CLI do."""

@@ -1,0 +1,60 @@
+"""Printing forms and the record card: one audited entry per print."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.accounts.models import StaffUser
+from app.core import audit
+from app.core.db import db
+from app.core.errors import BusinessRuleViolation
+from app.health_records.forms import PrintContext
+from app.health_records.services import forms as form_services
+from app.institutions.models import Institution
+from app.residents.models import Resident
+
+
+@dataclass(frozen=True)
+class Printed:
+    data: bytes
+    filename: str
+
+
+def print_context(form_id: uuid.UUID, version: int | None = None) -> PrintContext:
+    form = form_services.get_form(form_id, action="print")
+    row = form_services.current_version(form, version)
+    resident = db.session.get(Resident, form.resident_id)
+    institution = db.session.get(Institution, form.institution_id)
+    doctor = (
+        db.session.get(StaffUser, form.record.responsible_doctor_id)
+        if form.record.responsible_doctor_id
+        else None
+    )
+    assert resident is not None
+    return PrintContext(
+        form=form,
+        payload=row.payload,
+        derived=row.derived,
+        version=row.version,
+        resident=resident,
+        record=form.record,
+        institution_name=institution.name if institution else "",
+        doctor_name=doctor.name if doctor else None,
+    )
+
+
+def print_form(form_id: uuid.UUID, version: int | None = None) -> Printed:
+    ctx = print_context(form_id, version)
+    spec = form_services.definition(ctx.form.form_type)
+    if spec.render_pdf is None:  # pragma: no cover - every registered form has a printer
+        raise BusinessRuleViolation(f"{spec.title}暂不支持打印", code="not_printable")
+    data = spec.render_pdf(ctx)
+    audit.record(
+        "print",
+        "health_form",
+        ctx.form.id,
+        resident_id=ctx.form.resident_id,
+        detail={"form_type": ctx.form.form_type, "category": ctx.form.category, "version": ctx.version},
+    )
+    return Printed(data, f"{spec.type}-{ctx.record.record_no}-v{ctx.version}.pdf")
