@@ -36,11 +36,11 @@ from app.accounts import services as account_services
 from app.accounts.models import StaffSession, StaffUser
 from app.core import clock
 from app.core.api import AuthSpec, route_auth_specs
-from app.core.auth import Role
+from app.core.auth import CLINICAL_ROLES, GRANTABLE_PERMISSIONS, Role
 from app.core.db import commit, db
 from app.integrations.wechat_mp_fake import FakeMiniProgramAuth
 from app.mp_accounts.services import sessions as mp_sessions
-from tests.factories import PASSWORD, make_centre, make_staff, token_for
+from tests.factories import PASSWORD, as_principal, grant, make_centre, make_staff, token_for
 from tests.factories_doctors import make_doctor, make_team
 from tests.factories_residents import make_consent, make_household, make_resident, random_id_number
 
@@ -244,6 +244,10 @@ BINDINGS: dict[str, tuple[str, float]] = {
     "path.application_id": ("application_ids", 0.8),
     "path.package_id": ("package_ids", 0.8),
     "path.template_id": ("template_ids", 0.8),
+    "path.record_id": ("record_ids", 0.8),
+    "path.form_id": ("form_ids", 0.8),
+    "path.case_id": ("case_ids", 0.8),
+    "query.case_id": ("case_ids", 0.5),
     "query.institution_id": ("centre_ids", 0.5),
     "query.street_id": ("street_ids", 0.5),
     "query.actor_id": ("staff_ids", 0.5),
@@ -276,6 +280,7 @@ def seed_actor(role: str, wechat: FakeMiniProgramAuth) -> FuzzActor:
     doctor = make_doctor(centre)
     team = make_team(centre)
     money_and_contracts = _seed_money_and_contracts(centre)
+    health = _seed_health_records(centre, resident)
     mint: Callable[[], str] | None = None
     usernames = [nurse.username]
     if role == RESIDENT:
@@ -283,6 +288,8 @@ def seed_actor(role: str, wechat: FakeMiniProgramAuth) -> FuzzActor:
         mint = partial(_resident_token, wechat, openid)
     elif role != ANONYMOUS:
         user = make_staff(role, None if Role(role) == Role.DISTRICT_ADMIN else centre)
+        if Role(role) in CLINICAL_ROLES:  # reach the 肺结核/严重精神障碍 code paths too (DATA-05)
+            grant(user, *GRANTABLE_PERMISSIONS)
         usernames.append(user.username)
         mint = partial(token_for, user)
     dictionaries = {
@@ -304,6 +311,7 @@ def seed_actor(role: str, wechat: FakeMiniProgramAuth) -> FuzzActor:
         # A second session of the nurse: refreshing it never ends the caller's own session.
         "refresh_tokens": [_refresh_token_for(nurse)],
         **money_and_contracts,
+        **health,
     }
     return FuzzActor(role=role, mint=mint, dictionaries=dictionaries)
 
@@ -359,6 +367,30 @@ def _seed_money_and_contracts(centre: Any) -> dict[str, list[str]]:
         "package_ids": [str(world.basic.id)],
         "template_ids": [str(world.template.id)],
     }
+
+
+def _seed_health_records(centre: Any, resident: Any) -> dict[str, list[str]]:
+    """The resident's health record with a 老年人生活自理能力评估表 and an open 肺结核 case."""
+    from app.health_records.services import cases, forms, records
+
+    clinician = grant(make_staff(Role.PUBLIC_HEALTH, centre), *GRANTABLE_PERMISSIONS)
+    with as_principal(clinician):
+        record = records.open_record(resident.id)
+        form = forms.create_form(
+            record.id,
+            "elderly_selfcare",
+            {
+                "assessed_at": "2026-01-05",
+                "meal_level": "1",
+                "grooming_level": "2",
+                "dressing_level": "1",
+                "toileting_level": "1",
+                "activity_level": "1",
+            },
+        )
+        case = cases.open_case(resident.id, "tb", notified_at=clock.now() - timedelta(hours=2))
+    commit()
+    return {"record_ids": [str(record.id)], "form_ids": [str(form.id)], "case_ids": [str(case.id)]}
 
 
 def _resident_token(wechat: FakeMiniProgramAuth, openid: str) -> str:

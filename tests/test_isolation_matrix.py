@@ -38,11 +38,11 @@ from app.accounts.models import StaffUser
 from app.core import clock
 from app.core.api import AuthSpec, route_auth_specs
 from app.core.audit import AuditEvent
-from app.core.auth import Role
+from app.core.auth import CLINICAL_ROLES, GRANTABLE_PERMISSIONS, Role
 from app.core.db import commit, db
 from app.institutions.models import Institution
 from tests.audit.support import Http
-from tests.factories import make_centre, make_staff, token_for
+from tests.factories import grant, make_centre, make_staff, token_for
 
 CENTRE_ROLES: list[Role] = [r for r in Role if r is not Role.DISTRICT_ADMIN]  # incl. a centre-level auditor
 UUID_PARAM = re.compile(r"<uuid:(\w+)>")
@@ -364,6 +364,56 @@ class World:
         commit()
         return contract
 
+    # --- public-health records (issue 6) ---------------------------------------------------------
+
+    @cached_property
+    def health_record(self) -> Any:
+        """The health record of `resident` (numbered; no forms yet)."""
+        from app.health_records.services import records
+        from tests.factories import as_principal
+
+        with as_principal(self.staff):
+            record = records.open_record(self.resident.id)
+        commit()
+        return record
+
+    @cached_property
+    def health_form(self) -> Any:
+        """A general form (老年人生活自理能力评估表) on `health_record`."""
+        from app.health_records.services import forms
+        from tests.factories import as_principal
+
+        record = self.health_record
+        with as_principal(self.staff):
+            form = forms.create_form(record.id, "elderly_selfcare", SELFCARE_DATA)
+        commit()
+        return form
+
+    @cached_property
+    def health_case(self) -> Any:
+        """An open 肺结核 case of `resident` (the TB notice arrived an hour ago)."""
+        from datetime import timedelta
+
+        from app.health_records.services import cases
+        from tests.factories import as_principal, grant
+
+        self.health_record  # noqa: B018 - a case needs the record
+        grant(self.staff, "health:tb")
+        with as_principal(self.staff):
+            case = cases.open_case(self.resident.id, "tb", notified_at=clock.now() - timedelta(hours=1))
+        commit()
+        return case
+
+
+SELFCARE_DATA: dict[str, str] = {
+    "assessed_at": "2026-01-05",
+    "meal_level": "1",
+    "grooming_level": "1",
+    "dressing_level": "1",
+    "toileting_level": "1",
+    "activity_level": "1",
+}
+
 
 # Path parameter -> the id of that object in a centre's world.
 ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
@@ -387,6 +437,9 @@ ID_FACTORIES: dict[str, Callable[[World], uuid.UUID]] = {
     "template_id": lambda w: w.template.id,
     "application_id": lambda w: w.contract_application.id,
     "contract_id": lambda w: w.contract.id,
+    "record_id": lambda w: w.health_record.id,
+    "form_id": lambda w: w.health_form.id,
+    "case_id": lambda w: w.health_case.id,
 }
 
 
@@ -533,11 +586,28 @@ BODIES: dict[tuple[str, str], Body] = {
         "agreement_sha256": "0" * 64
     },
     ("POST", "/api/v1/contracts/<uuid:contract_id>/scanned-copy"): lambda w: Upload({"file": _png()}),
+    # public-health records
+    ("POST", "/api/v1/health-records/<uuid:record_id>/forms"): lambda w: {
+        "form_type": "elderly_selfcare",
+        "data": SELFCARE_DATA,
+    },
+    ("PATCH", "/api/v1/health-records/<uuid:record_id>"): lambda w: {"card_remarks": "矩阵测试"},
+    ("PUT", "/api/v1/health-forms/<uuid:form_id>"): lambda w: {
+        "base_version": 1,
+        "data": {**SELFCARE_DATA, "meal_level": "3"},
+    },
+    ("POST", "/api/v1/health-forms/<uuid:form_id>/void"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/health-cases/<uuid:case_id>/close"): lambda w: {"reason": "矩阵测试"},
     # resident-only (staff tokens get 403 before any body is read)
     ("POST", "/mp/v1/bills/<uuid:bill_id>/payments"): lambda w: {},
     ("POST", "/mp/v1/payments/<uuid:order_id>/confirm"): lambda w: {},
 }
 WRITES_WITHOUT_BODY = {"DELETE"}
+
+# (method, rule) -> what must exist besides the objects in the path for the route to answer 2xx.
+SETUP: dict[tuple[str, str], Callable[[World], Any]] = {
+    ("GET", "/api/v1/residents/<uuid:resident_id>/health-record"): lambda w: w.health_record,
+}
 
 # Reads deliberately open across centres, with the reason. Nothing personal may be listed here.
 CROSS_CENTRE_READABLE: dict[tuple[str, str], str] = {
@@ -597,6 +667,14 @@ def _request_body(method: str, rule: str, world: World) -> dict[str, Any]:
     return {"json": body}
 
 
+def _with_categories(user: StaffUser) -> StaffUser:
+    """Clinical staff hold both DATA-05 category permissions here: this matrix is about centres
+    (tests/health_records/test_access.py is about categories)."""
+    if Role(user.role) in CLINICAL_ROLES:
+        grant(user, *GRANTABLE_PERMISSIONS)
+    return user
+
+
 def _denials(actor: StaffUser) -> list[AuditEvent]:
     db.session.expire_all()
     return list(
@@ -608,6 +686,8 @@ def _denials(actor: StaffUser) -> list[AuditEvent]:
 
 def _call(app: Flask, caller: StaffUser, method: str, rule: str, world: World) -> tuple[str, Any]:
     path = _path(rule, world)
+    if (method, rule) in SETUP:
+        SETUP[(method, rule)](world)
     kwargs = _request_body(method, rule, world)
     # Money endpoints require an Idempotency-Key (PAY-11); a fresh one keeps the lookup reachable.
     headers = {"Idempotency-Key": str(uuid.uuid4())} if method == "POST" else {}
@@ -657,7 +737,9 @@ def test_every_write_with_an_id_has_a_valid_body_registered(app):
     )
     assert not missing, f"register a minimal valid body in BODIES for: {missing}"
     stale = sorted(
-        f"{m} {r}" for (m, r) in [*BODIES, *CROSS_CENTRE_READABLE, *PUBLIC_ID_ROUTES] if (r, m) not in specs
+        f"{m} {r}"
+        for (m, r) in [*BODIES, *SETUP, *CROSS_CENTRE_READABLE, *PUBLIC_ID_ROUTES]
+        if (r, m) not in specs
     )
     assert not stale, f"the registries list routes that no longer exist: {stale}"
 
@@ -694,7 +776,7 @@ def test_staff_of_another_centre_get_404_or_403_and_each_404_is_audited(app, met
     problems: list[str] = []
     for role in CENTRE_ROLES:
         world = World(centre_a)
-        caller = make_staff(role, centre_b)
+        caller = _with_categories(make_staff(role, centre_b))
         path, response = _call(app, caller, method, rule, world)
         status = response.status_code
         cell = f"{role.value}@B {method} {path} -> {status} {_snippet(response)}"
@@ -727,7 +809,7 @@ def test_staff_of_the_same_centre_are_not_hidden_by_the_isolation(app, method, r
     problems: list[str] = []
     for role in CENTRE_ROLES:
         world = World(centre_a)
-        caller = make_staff(role, centre_a)
+        caller = _with_categories(make_staff(role, centre_a))
         path, response = _call(app, caller, method, rule, world)
         status = response.status_code
         cell = f"{role.value}@A {method} {path} -> {status} {_snippet(response)}"
