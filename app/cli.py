@@ -153,6 +153,7 @@ def seed_demo() -> None:
         f"service packages created: {len(report.packages_created)}; "
         f"agreement templates created: {len(report.templates_created)}"
     )
+    _seed_demo_health_records(centres[0])
 
 
 _DEMO_SURNAMES = "张王李赵陈刘杨黄周吴徐孙马朱胡郭何林罗高"
@@ -280,6 +281,18 @@ def _seed_demo_residents(centre: object) -> None:
     click.echo(f"  DEMO RESIDENTS of {centre.name} (fictitious; for the mini-program identity binding):")
     for name, id_number, phone in shown:
         click.echo(f"  {name}  {id_number}  {phone}")
+
+
+def _seed_demo_health_records(centre: Any) -> None:
+    from app.health_records.seed import seed_demo_health_records
+
+    id_numbers = {name: _demo_id_number(birth, sequence) for name, birth, sequence, _, _ in DEMO_RESIDENTS}
+    with transaction():
+        created = seed_demo_health_records(centre, id_numbers)
+    if created:
+        click.echo(f"  health records created for the demo residents: {', '.join(created)}")
+        prefix = centre.his_code.lower()
+        click.echo(f"  {prefix}.doctor1 holds the 严重精神障碍/肺结核 permissions; {prefix}.nurse does not")
 
 
 @click.command("audit-verify")

@@ -472,6 +472,8 @@ BODIES: dict[tuple[str, str], Body] = {
         "field": "phone",
         "reason": "verify_identity",
     },
+    ("PUT", "/api/v1/staff/<uuid:staff_id>/grants/<string:permission>"): lambda w: {"reason": "矩阵测试"},
+    ("DELETE", "/api/v1/staff/<uuid:staff_id>/grants/<string:permission>"): lambda w: {"reason": "矩阵测试"},
     ("PATCH", "/api/v1/institutions/<uuid:institution_id>"): lambda w: {"opening_hours": "08:00-17:00"},
     # residents and households
     ("PATCH", "/api/v1/residents/<uuid:resident_id>"): lambda w: {
@@ -653,8 +655,14 @@ ROUTES = _routes_with_ids()
 ROUTE_IDS = [f"{m} {r}" for m, r in ROUTES]
 
 
+# Path parameters that are not object ids: a valid value (the route then reaches its object lookup).
+TEXT_PARAMS: dict[str, str] = {"permission": "health:smd"}
+TEXT_PARAM = re.compile(r"<(?:string:)?(\w+)>")
+
+
 def _path(rule: str, world: World) -> str:
-    return UUID_PARAM.sub(lambda m: str(ID_FACTORIES[m.group(1)](world)), rule)
+    path = UUID_PARAM.sub(lambda m: str(ID_FACTORIES[m.group(1)](world)), rule)
+    return TEXT_PARAM.sub(lambda m: TEXT_PARAMS[m.group(1)], path)
 
 
 def _request_body(method: str, rule: str, world: World) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from app.accounts.schemas import (
     PasswordChangeSchema,
     ReasonSchema,
     RefreshSchema,
+    RevokeReasonSchema,
     RoleChangeSchema,
     StaffCreateSchema,
+    StaffGrantsSchema,
     StaffLoginSchema,
     StaffQuerySchema,
     StaffSchema,
@@ -26,7 +28,7 @@ from app.accounts.schemas import (
 from app.core.api import Blueprint
 from app.core.auth import ADMINS, ALL_STAFF, Principal, register_authenticator, require_principal
 from app.core.db import commit
-from app.core.errors import Unauthorized
+from app.core.errors import BusinessRuleViolation, Unauthorized
 from app.core.pagination import Page, page_schema
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Staff login and sessions")
@@ -132,7 +134,7 @@ def change_password(args: dict[str, Any]) -> None:
 @staff_blp.response(200, page_schema(StaffSchema))
 def list_staff(args: dict[str, Any]) -> Page[Any]:
     """Staff of the caller's centre (district roles: all centres), paged."""
-    return services.list_staff(**args)
+    return services.with_grants(services.list_staff(**args))
 
 
 @staff_blp.route("", methods=["POST"])
@@ -223,3 +225,47 @@ def unmask_staff_field(args: dict[str, Any], staff_id: uuid.UUID) -> dict[str, A
     )
     commit()
     return {"field": args["field"], "value": value}
+
+
+# --- category permissions (DATA-05) -----------------------------------------------------------
+
+
+@staff_blp.route("/<uuid:staff_id>/grants", methods=["GET"])
+@staff_blp.auth(roles=ALL_STAFF)
+@staff_blp.response(200, StaffGrantsSchema)
+def list_grants(staff_id: uuid.UUID) -> Any:
+    """The permissions granted to a staff member (严重精神障碍 `health:smd`, 肺结核 `health:tb`) and
+    those their role may hold. 404 outside the caller's centre."""
+    return services.grants_view(staff_id)
+
+
+@staff_blp.route("/<uuid:staff_id>/grants/<string:permission>", methods=["PUT"])
+@staff_blp.auth(roles=ADMINS)
+@staff_blp.arguments(ReasonSchema)
+@staff_blp.response(200, StaffGrantsSchema)
+def grant_permission(args: dict[str, Any], staff_id: uuid.UUID, permission: str) -> Any:
+    """Grant a category permission (the centre's admin or a district admin), with a reason. Only
+    doctors, nurses, public-health staff and team leaders may hold one (422
+    `permission_not_for_role`); an unknown permission is 422 `permission_not_grantable`. Granting
+    a permission already held answers 200 with the same state. Takes effect at the next request."""
+    view = services.grant_permission(require_principal(), staff_id, permission, reason=args["reason"])
+    commit()
+    return view
+
+
+@staff_blp.route("/<uuid:staff_id>/grants/<string:permission>", methods=["DELETE"])
+@staff_blp.auth(roles=ADMINS)
+@staff_blp.arguments(RevokeReasonSchema, location="query", as_kwargs=True)
+@staff_blp.arguments(RevokeReasonSchema, location="json", required=False)
+@staff_blp.response(200, StaffGrantsSchema)
+def revoke_permission(body: dict[str, Any], staff_id: uuid.UUID, permission: str, **query: Any) -> Any:
+    """Revoke a category permission, with a reason (`?reason=` or a JSON body `{"reason": ...}`).
+    Revoking a permission not held answers 200 with the same state. Takes effect at once."""
+    reason = body.get("reason") or query.get("reason")
+    if not reason:
+        raise BusinessRuleViolation(
+            "请填写撤销权限的原因", code="validation_error", errors={"reason": ["请填写撤销权限的原因"]}
+        )
+    view = services.revoke_permission(require_principal(), staff_id, permission, reason=reason)
+    commit()
+    return view

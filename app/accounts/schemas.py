@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.accounts.services import UNMASK_REASONS
-from app.core.auth import ROLE_LABELS, Role
+from app.accounts.services import UNMASK_REASONS, permission_label, permissions_of
+from app.core.auth import GRANTABLE_PERMISSIONS, ROLE_LABELS, Role
 from app.core.fields import Masked, MobilePhone
 from app.core.pagination import PageArgsSchema
 
@@ -44,6 +44,17 @@ class StaffSchema(Schema):
     must_change_password = fields.Boolean(dump_only=True)
     last_login_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
+    grants = fields.Function(
+        permissions_of,
+        dump_only=True,
+        metadata={
+            "description": "Permissions granted to this person (DATA-05 categories: "
+            + "; ".join(f"{k}={v[0]}" for k, v in GRANTABLE_PERMISSIONS.items())
+            + ")",
+            "type": "array",
+            "items": {"type": "string"},
+        },
+    )
 
 
 class TokenSchema(Schema):
@@ -121,3 +132,35 @@ class StaffUnmaskSchema(Schema):
 class StaffUnmaskResultSchema(Schema):
     field = fields.String(required=True)
     value = fields.String(required=True, allow_none=True)
+
+
+# --- category permissions (DATA-05) ---------------------------------------------------------------
+
+
+class StaffGrantSchema(Schema):
+    permission = fields.String(dump_only=True, metadata={"enum": list(GRANTABLE_PERMISSIONS)})
+    label = fields.Function(lambda g: permission_label(g.permission), dump_only=True)
+    granted_by = fields.String(dump_only=True, allow_none=True, metadata={"description": "Actor reference"})
+    granted_at = fields.DateTime(dump_only=True)
+
+
+class GrantablePermissionSchema(Schema):
+    permission = fields.String(dump_only=True)
+    label = fields.String(dump_only=True)
+
+
+class StaffGrantsSchema(Schema):
+    staff_id = fields.UUID(dump_only=True)
+    grants = fields.List(fields.Nested(StaffGrantSchema), dump_only=True)
+    available = fields.List(
+        fields.Nested(GrantablePermissionSchema),
+        dump_only=True,
+        metadata={"description": "The permissions this person's role may hold"},
+    )
+
+
+class RevokeReasonSchema(Schema):
+    reason = fields.String(
+        validate=validate.Length(min=2, max=200),
+        metadata={"description": "Why (required: in the query string or in the JSON body)"},
+    )

@@ -19,13 +19,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import CursorResult, Select, or_, select, update
+from sqlalchemy import CursorResult, Select, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.accounts.models import PasswordHistory, StaffChange, StaffGrant, StaffSession, StaffUser
 from app.core import audit, clock
 from app.core.auth import (
     DISTRICT_CAPABLE_ROLES,
     DISTRICT_ONLY_ROLES,
+    GRANTABLE_PERMISSIONS,
     ROLE_LABELS,
     Principal,
     Role,
@@ -593,6 +595,7 @@ def change_role(actor: Principal, staff_id: uuid.UUID, *, role: str, reason: str
     user.role = role
     revoke_all_sessions(user.id, "role_changed")
     _history(user, actor.id, "role_changed", before, {"role": role}, reason)
+    _drop_grants_the_role_may_not_hold(actor, user, reason)
     return user
 
 
@@ -659,3 +662,154 @@ def unmask(actor: Principal, staff_id: uuid.UUID, *, field: str, reason: str, no
     )
     value: str | None = getattr(user, field)
     return value
+
+
+# --- category permissions (DATA-05 grants) ------------------------------------------------------
+#
+# 严重精神障碍 and 肺结核 records are visible only to staff holding that category's permission
+# (`health:smd`, `health:tb`), granted to one person at a time by the centre's administrator or a
+# district administrator. Grants are read at every request (`grants_of`): a change takes effect
+# at once. Granting what is held, or revoking what is not, changes nothing and answers the same.
+
+
+@dataclass(frozen=True)
+class StaffListItem:
+    """A staff row of a list with its grants read in one query for the whole page."""
+
+    user: StaffUser
+    grants: list[str]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.user, name)
+
+
+def with_grants(found: Page[StaffUser]) -> Page[StaffListItem]:
+    held: dict[uuid.UUID, list[str]] = {user.id: [] for user in found.items}
+    if held:
+        rows = db.session.execute(
+            select(StaffGrant.user_id, StaffGrant.permission)
+            .where(StaffGrant.user_id.in_(list(held)))
+            .order_by(StaffGrant.permission)
+        )
+        for user_id, permission in rows:
+            held[user_id].append(permission)
+    return Page([StaffListItem(u, held[u.id]) for u in found.items], found.page, found.size, found.total)
+
+
+def permissions_of(user: StaffUser | StaffListItem) -> list[str]:
+    """The permissions granted to a member of staff, sorted (what the staff schemas show)."""
+    if isinstance(user, StaffListItem):
+        return user.grants
+    return sorted(grants_of(user.id))
+
+
+@dataclass(frozen=True)
+class GrantsView:
+    """What the grants screen shows: the grants held and the permissions the user's role may hold."""
+
+    user: StaffUser
+    grants: list[StaffGrant]
+
+    @property
+    def staff_id(self) -> uuid.UUID:
+        return self.user.id
+
+    @property
+    def available(self) -> list[dict[str, str]]:
+        return [
+            {"permission": permission, "label": label}
+            for permission, (label, roles) in GRANTABLE_PERMISSIONS.items()
+            if self.user.role in roles
+        ]
+
+
+def permission_label(permission: str) -> str:
+    found = GRANTABLE_PERMISSIONS.get(permission)
+    return found[0] if found is not None else permission
+
+
+def _grantable(permission: str) -> tuple[str, frozenset[Role]]:
+    found = GRANTABLE_PERMISSIONS.get(permission)
+    if found is None:
+        choices = "、".join(f"{code}（{label}）" for code, (label, _) in GRANTABLE_PERMISSIONS.items())
+        message = f"“{permission[:40]}”不是可授予的权限，可授予的权限为：{choices}"
+        raise BusinessRuleViolation(
+            message, code="permission_not_grantable", errors={"permission": [message]}
+        )
+    return found
+
+
+def _grant_rows(user_id: uuid.UUID) -> list[StaffGrant]:
+    return list(
+        db.session.execute(
+            select(StaffGrant).where(StaffGrant.user_id == user_id).order_by(StaffGrant.permission)
+        ).scalars()
+    )
+
+
+def grants_view(staff_id: uuid.UUID) -> GrantsView:
+    """The grants of one member of staff (404 outside the caller's centre)."""
+    user = get_staff(staff_id)
+    return GrantsView(user, _grant_rows(user.id))
+
+
+def grant_permission(actor: Principal, staff_id: uuid.UUID, permission: str, *, reason: str) -> GrantsView:
+    """Grant a category permission. Only the roles `GRANTABLE_PERMISSIONS` names may hold it (422)."""
+    label, roles = _grantable(permission)
+    user = get_or_404(StaffUser, staff_id, object_type="staff_user", action="update")
+    if user.role not in roles:
+        allowed = "、".join(ROLE_LABELS[r] for r in sorted(roles))
+        message = f"“{label}”权限只能授予{allowed}，该人员的角色是{ROLE_LABELS[Role(user.role)]}"
+        raise BusinessRuleViolation(message, code="permission_not_for_role", errors={"permission": [message]})
+    before = sorted(grants_of(user.id))
+    if permission not in before:
+        try:
+            with db.session.begin_nested():
+                db.session.add(
+                    StaffGrant(
+                        user_id=user.id,
+                        permission=permission,
+                        granted_by=actor.actor_ref,
+                        granted_at=clock.now(),
+                    )
+                )
+        except IntegrityError:  # granted at the same moment by another administrator: same state
+            pass
+        else:
+            after = sorted({*before, permission})
+            _history(
+                user, actor.id, "permission_granted", {"grants": before}, {"grants": after}, reason.strip()
+            )
+    return GrantsView(user, _grant_rows(user.id))
+
+
+def revoke_permission(actor: Principal, staff_id: uuid.UUID, permission: str, *, reason: str) -> GrantsView:
+    """Revoke a category permission; the holder loses access with their next request."""
+    _grantable(permission)
+    user = get_or_404(StaffUser, staff_id, object_type="staff_user", action="update")
+    before = sorted(grants_of(user.id))
+    if permission in before:
+        _revoke_grants(actor, user, [permission], before, reason.strip())
+    return GrantsView(user, _grant_rows(user.id))
+
+
+def _revoke_grants(
+    actor: Principal, user: StaffUser, permissions: list[str], before: list[str], reason: str
+) -> None:
+    result = db.session.execute(
+        delete(StaffGrant)
+        .where(StaffGrant.user_id == user.id, StaffGrant.permission.in_(permissions))
+        .execution_options(synchronize_session=False)
+    )
+    if int(cast(CursorResult[Any], result).rowcount or 0) == 0:  # revoked at the same moment elsewhere
+        return
+    after = sorted(set(before) - set(permissions))
+    _history(user, actor.id, "permission_revoked", {"grants": before}, {"grants": after}, reason)
+
+
+def _drop_grants_the_role_may_not_hold(actor: Principal, user: StaffUser, reason: str) -> None:
+    """After a role change: a permission the new role may not hold is revoked with it."""
+    before = sorted(grants_of(user.id))
+    lost = [p for p in before if p in GRANTABLE_PERMISSIONS and user.role not in GRANTABLE_PERMISSIONS[p][1]]
+    if lost:
+        _revoke_grants(actor, user, lost, before, f"角色变更：{reason}")

@@ -123,6 +123,8 @@ _LISTS: list[CodeList] = [
     _list("drinking_water", "1 自来水|2 经净化过滤的水|3 井水|4 河湖水|5 塘水|6 其他"),
     _list("toilet", "1 卫生厕所|2 一格或二格粪池式|3 马桶|4 露天粪坑|5 简易棚厕"),
     _list("livestock_pen", "1 无|2 单设|3 室内|4 室外"),
+    # 既往史 手术/外伤/输血 and similar 无/有 flags whose details are rows, not a free-text companion.
+    _list("history_flag", "1 无|2 有"),
     # --- 2. 健康体检表 ---------------------------------------------------------------------------
     _list(
         "exam_symptom",
@@ -144,6 +146,7 @@ _LISTS: list[CodeList] = [
     _list("drinking_frequency", "1 从不|2 偶尔|3 经常|4 每天"),
     _list("alcohol_quit", "1 未戒酒|2 已戒酒"),
     _list("alcohol_type", "1 白酒|2 啤酒|3 红酒|4 黄酒|5 其他", other=("5",)),
+    _list("occ_hazard_flag", "1 无|2 有"),  # 有 → 工种, 从业时间 and the five hazard rows
     _list("protection", "1 无|2 有", other=("2",)),
     _list("lips", "1 红润|2 苍白|3 发绀|4 皲裂|5 疱疹"),
     _list("dentition", "1 正常|2 缺齿|3 龋齿|4 义齿(假牙)", none="1"),
@@ -178,13 +181,15 @@ _LISTS: list[CodeList] = [
     _list("eye", "1 未发现|2 视网膜出血或渗出|3 视乳头水肿|4 白内障|5 其他", none="1", other=("5",)),
     _list("not_found_have", "1 未发现|2 有", none="1", other=("2",)),
     _list("exam_adherence", "1 规律|2 间断|3 不服药"),
-    _list("health_eval", "1 体检无异常|2 有异常", other=("2",)),
+    # 有异常 is described in 异常1–4 (abnormal_1 … abnormal_4), not one companion (exam.py rule).
+    _list("health_eval", "1 体检无异常|2 有异常"),
     # 3rd edition (the 2nd edition's 1 定期随访 is gone; do not use the 2nd-edition codes).
     _list("guidance", "1 纳入慢性病患者健康管理|2 建议复查|3 建议转诊"),
     _list(
         "risk_control",
         "1 戒烟|2 健康饮酒|3 饮食|4 锻炼|5 减体重|6 建议接种疫苗|7 其他",
-        other=("5", "6", "7"),
+        # 5 and 6 have their own companions (weight_target_kg, vaccine_advice: exam.py rules).
+        other=("7",),
     ),
     # --- 3. 居民健康档案信息卡 (the card prints no numbers; storage codes are the spec's suggestion)
     _list(

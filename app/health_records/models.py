@@ -144,7 +144,8 @@ class HealthForm(UUIDPrimaryKey, Timestamps, CentreScoped, Base):
     # Forms filled once per record or case (个人基本信息表, 补充表): "<owner id>:<type>" while active.
     singleton_key: Mapped[str | None] = mapped_column(String(80))
 
-    record: Mapped[HealthRecord] = relationship(lazy="joined")
+    # No `record` relationship on purpose: after a transfer the record belongs to the new centre
+    # while a special-category form stays with its case; load it with `services.forms.record_of_form`.
     case: Mapped[HealthCase | None] = relationship(lazy="select")
 
 

@@ -1,8 +1,8 @@
-"""health records
+"""Public-health records: health records, numbered; versioned forms; special cases; staff grants
 
 Revision ID: 0005_health_records
 Revises: 0004_contracts
-Create Date: 2026-11-26 14:09:15.263289
+Create Date: 2026-11-26 14:51:40.009883
 
 Review before committing: autogenerate misses renames (it sees drop + add), server defaults,
 data migrations and triggers. Keep the file self-contained: app types are rendered as their

@@ -60,6 +60,12 @@ class Http:
     def patch(self, path: str, **kwargs: Any) -> TestResponse:
         return self.request("PATCH", path, **kwargs)
 
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("DELETE", path, **kwargs)
+
 
 def http_as(app: Flask, user: StaffUser | None) -> Http:
     return Http(app, token_for(user) if user is not None else None)

@@ -16,7 +16,7 @@ from app.core.audit import AuditEvent
 from app.core.auth import Role
 from app.core.db import db
 from tests.contracts.factories import make_basic_package, make_package
-from tests.factories import make_centre, make_staff
+from tests.factories import grant, make_centre, make_staff
 from tests.factories_residents import make_resident
 
 BASE = "/api/v1/service-packages"
@@ -420,18 +420,21 @@ def test_eligible_endpoint(api, centre, other_centre):
 
 
 def test_special_groups_do_not_leak_through_eligibility(api, centre):
-    """A nurse may not see 肺结核/严重精神障碍: such a package reads as not matching for everyone."""
+    """Without the 肺结核 category permission (DATA-05) the resident's 肺结核 group does not exist:
+    such a package reads as not matching, as for anybody."""
     patient = make_resident(centre, age=40, population_groups={"tuberculosis"})
     tb = make_package(name="肺结核包", target_groups=["tuberculosis"])
 
-    def row(role: Role) -> dict[str, Any]:
-        response = api(make_staff(role, centre)).get(
+    def row(role: Role, *permissions: str) -> dict[str, Any]:
+        response = api(grant(make_staff(role, centre), *permissions)).get(
             f"{BASE}/eligible", query_string={"resident_id": str(patient.id)}
         )
         assert response.status_code == 200, response.json
         return next(r for r in response.json["packages"] if r["package"]["id"] == str(tb.id))
 
-    assert row(Role.DOCTOR)["eligible"] is True
-    hidden = row(Role.NURSE)
-    assert hidden["eligible"] is False
-    assert hidden["reason"] == "服务包“肺结核包”的服务对象与该居民的人群分类不符"
+    assert row(Role.DOCTOR, "health:tb")["eligible"] is True
+    assert row(Role.NURSE, "health:tb")["eligible"] is True
+    for role, permissions in ((Role.NURSE, ()), (Role.DOCTOR, ()), (Role.DOCTOR, ("health:smd",))):
+        hidden = row(role, *permissions)
+        assert hidden["eligible"] is False, (role, permissions)
+        assert hidden["reason"] == "服务包“肺结核包”的服务对象与该居民的人群分类不符"

@@ -32,7 +32,7 @@ from app.core.auth import Role
 from app.core.db import commit, db
 from app.residents.models import Resident
 from tests.contracts.factories import SigningWorld, make_package, signing_world
-from tests.factories import as_principal, make_centre, make_staff
+from tests.factories import as_principal, grant, make_centre, make_staff
 from tests.factories_doctors import make_doctor, make_nurse, make_team
 from tests.factories_residents import make_resident
 
@@ -270,44 +270,51 @@ def _groups(response: Any) -> Any:
     return response.json["items"][0]["resident"]["population_groups"]
 
 
-def test_special_groups_are_shown_only_to_doctors_and_public_health(world, api, special):
+def test_special_groups_are_shown_only_to_holders_of_the_category_permission(world, api, special):
     query = {"q": "特殊"}
-    for role in (Role.DOCTOR, Role.PUBLIC_HEALTH):
-        codes = {
-            g["code"] for g in _groups(api(make_staff(role, world.centre)).get(LIST, query_string=query))
-        }
+    for role in (Role.DOCTOR, Role.PUBLIC_HEALTH, Role.NURSE):
+        holder = grant(make_staff(role, world.centre), "health:smd")
+        codes = {g["code"] for g in _groups(api(holder).get(LIST, query_string=query))}
         assert codes == {"hypertension", "severe_mental_disorder"}, role
-    for role in (Role.NURSE, Role.TEAM_LEADER, Role.CENTRE_ADMIN):
+    for role in (Role.DOCTOR, Role.PUBLIC_HEALTH, Role.NURSE, Role.TEAM_LEADER, Role.CENTRE_ADMIN):
         codes = {
             g["code"] for g in _groups(api(make_staff(role, world.centre)).get(LIST, query_string=query))
         }
         assert codes == {"hypertension"}, role
+    tb_only = grant(make_staff(Role.DOCTOR, world.centre), "health:tb")
+    assert {g["code"] for g in _groups(api(tb_only).get(LIST, query_string=query))} == {"hypertension"}
     auditor = make_staff(Role.AUDITOR, world.centre)
     assert _groups(api(auditor).get(LIST, query_string=query)) is None
     record = api(make_staff(Role.NURSE, world.centre)).get(f"{LIST}/{special.id}")
     assert {g["code"] for g in record.json["resident"]["population_groups"]} == {"hypertension"}
 
 
-def test_filtering_by_a_special_group_is_refused_to_other_roles_and_audited(world, api, special):
-    doctor = make_staff(Role.DOCTOR, world.centre)
+def test_filtering_by_a_special_group_is_refused_without_the_permission_and_audited(world, api, special):
+    doctor = grant(make_staff(Role.DOCTOR, world.centre), "health:smd", "health:tb")
     assert numbers(api(doctor).get(LIST, query_string={"population_group": "severe_mental_disorder"})) == {
         special.contract_no
     }
-    nurse = make_staff(Role.NURSE, world.centre)
+    nurse = grant(make_staff(Role.NURSE, world.centre), "health:tb")
     refused = api(nurse).get(LIST, query_string={"population_group": "severe_mental_disorder"})
     assert refused.status_code == 403
     assert refused.json["code"] == "special_group_not_permitted"
+    assert "严重精神障碍" in refused.json["message"]
     denied = [e for e in audit_rows(nurse, "search") if e.result == "denied"]
     assert len(denied) == 1 and denied[0].detail == {"population_group": "severe_mental_disorder"}
+    assert api(nurse).get(LIST, query_string={"population_group": "tuberculosis"}).status_code == 200
     auditor = make_staff(Role.AUDITOR, world.centre)
     refused = api(auditor).get(LIST, query_string={"population_group": "hypertension"})
     assert (refused.status_code, refused.json["code"]) == (403, "population_group_not_permitted")
-    # A resident whose only other group is hidden counts as 普通人群 for a nurse, as it is shown.
+    # A resident whose only other group is hidden counts as 普通人群 for staff without the 肺结核
+    # permission, as it is shown; not for holders of it.
     hidden = make_resident(world.centre, name="郑隐藏", age=45, population_groups=["tuberculosis"])
     hidden_contract = sign(world, hidden)
-    general = numbers(api(nurse).get(LIST, query_string={"population_group": "general", "q": "隐藏"}))
-    assert general == {hidden_contract.contract_no}
-    assert numbers(api(doctor).get(LIST, query_string={"population_group": "general", "q": "隐藏"})) == set()
+    query = {"population_group": "general", "q": "隐藏"}
+    smd_only = grant(make_staff(Role.DOCTOR, world.centre), "health:smd")
+    for user in (make_staff(Role.NURSE, world.centre), smd_only):
+        assert numbers(api(user).get(LIST, query_string=query)) == {hidden_contract.contract_no}
+    for user in (doctor, nurse):
+        assert numbers(api(user).get(LIST, query_string=query)) == set()
 
 
 # --- the full record --------------------------------------------------------------------------------------
@@ -624,14 +631,14 @@ def test_the_code_lists_carry_chinese_labels(world, api):
     ]
 
 
-def test_a_special_group_package_is_not_named_to_roles_that_may_not_see_special_groups(world, api):
+def test_a_special_group_package_is_not_named_to_staff_without_the_category_permission(world, api):
     """DATA-05: a 严重精神障碍 package's name and items would reveal the category."""
     from app.contracts.models import ContractStatus, SigningChannel
     from app.contracts.services import core
     from app.core.auth import Role
     from app.core.db import commit
     from tests.contracts.factories import make_package
-    from tests.factories import make_staff
+    from tests.factories import grant, make_staff
 
     world.resident.set_stored_groups({"severe_mental_disorder"})
     special = make_package(
@@ -658,12 +665,18 @@ def test_a_special_group_package_is_not_named_to_roles_that_may_not_see_special_
         template=world.template,
     )
     commit()
-    nurse = api(make_staff(Role.NURSE, world.centre))
-    record = nurse.get(f"/api/v1/contracts/{contract.id}")
-    assert record.status_code == 200, record.json
-    text = json.dumps(record.json, ensure_ascii=False)
-    assert "严重精神障碍" not in text and "特殊人群" in text
-    listed = nurse.get("/api/v1/contracts")
-    assert listed.status_code == 200 and "严重精神障碍" not in json.dumps(listed.json, ensure_ascii=False)
-    doctor = api(world.doctor_user).get(f"/api/v1/contracts/{contract.id}")
-    assert "严重精神障碍患者管理包" in json.dumps(doctor.json, ensure_ascii=False)
+    for user in (
+        make_staff(Role.NURSE, world.centre),
+        world.doctor_user,  # the contract's own doctor, without the permission
+        grant(make_staff(Role.PUBLIC_HEALTH, world.centre), "health:tb"),  # another category's
+    ):
+        client = api(user)
+        record = client.get(f"/api/v1/contracts/{contract.id}")
+        assert record.status_code == 200, record.json
+        text = json.dumps(record.json, ensure_ascii=False)
+        assert "严重精神障碍" not in text and "特殊人群" in text, user.role
+        listed = client.get("/api/v1/contracts")
+        assert listed.status_code == 200 and "严重精神障碍" not in json.dumps(listed.json, ensure_ascii=False)
+    for user in (world.doctor_user, make_staff(Role.NURSE, world.centre)):
+        doctor = api(grant(user, "health:smd")).get(f"/api/v1/contracts/{contract.id}")
+        assert "严重精神障碍患者管理包" in json.dumps(doctor.json, ensure_ascii=False)

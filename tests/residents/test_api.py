@@ -20,6 +20,7 @@ from app.core.db import db
 from app.institutions.models import Institution
 from app.residents.models import Resident, ResidentChange
 from tests.audit.support import audit_rows, idem
+from tests.factories import grant
 from tests.factories_residents import make_consent, make_household, make_resident, random_id_number
 from tests.residents.conftest import ResidentsHttp
 
@@ -160,7 +161,7 @@ def test_get_is_masked_and_audited_once(as_http: AsHttp, nurse: StaffUser, resid
     assert rows[0].institution_id == str(nurse.institution_id) and rows[0].request_id
 
 
-def test_get_shows_health_groups_by_role(
+def test_get_shows_health_groups_by_role_and_special_groups_by_category_permission(
     as_http: AsHttp,
     nurse: StaffUser,
     doctor: StaffUser,
@@ -170,10 +171,14 @@ def test_get_shows_health_groups_by_role(
 ) -> None:
     resident = make_resident(centre, age=40, population_groups={"tuberculosis", "diabetes_t2"})
     path = f"{R}/{resident.id}"
+    for user in (nurse, doctor):
+        assert [g["label"] for g in as_http(user).get(path).json["population_groups"]] == ["2型糖尿病"]
+    grant(doctor, "health:tb")
     assert [g["code"] for g in as_http(doctor).get(path).json["population_groups"]] == [
         "diabetes_t2",
         "tuberculosis",
     ]
+    grant(nurse, "health:smd")  # another category's permission shows nothing more
     assert [g["label"] for g in as_http(nurse).get(path).json["population_groups"]] == ["2型糖尿病"]
     for user in (cashier, auditor):
         response = as_http(user).get(path)

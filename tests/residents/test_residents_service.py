@@ -18,7 +18,7 @@ from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, 
 from app.institutions.models import Institution
 from app.residents import services
 from app.residents.models import Resident, ResidentChange
-from tests.factories import as_principal
+from tests.factories import as_principal, grant
 from tests.factories_residents import make_household, make_resident, random_id_number, random_mobile
 
 ID_RE = re.compile(r"\d{17}[\dXx]")
@@ -260,20 +260,33 @@ def test_derived_groups_cannot_be_stored_and_maternal_is_for_women(nurse: StaffU
         _create(nurse, population_groups=["maternal"])
 
 
-def test_special_groups_are_for_clinicians_and_survive_other_roles_edits(
+def test_special_groups_are_for_category_holders_and_survive_other_staffs_edits(
     nurse: StaffUser, doctor: StaffUser, centre: Institution
 ) -> None:
+    """DATA-05: each special group needs its own category permission (a grant, not a role)."""
     resident = make_resident(centre, age=40, population_groups={"tuberculosis", "hypertension"})
-    with pytest.raises(PermissionDenied) as refused:
-        _create(nurse, population_groups=["severe_mental_disorder"])
-    assert refused.value.code == "special_group_not_permitted"
-    with as_principal(nurse) as actor:
+    for user in (nurse, doctor):
+        with pytest.raises(PermissionDenied) as refused:
+            _create(user, population_groups=["severe_mental_disorder"])
+        assert refused.value.code == "special_group_not_permitted"
+        assert "严重精神障碍" in refused.value.message
+    with as_principal(doctor) as actor:
         assert services.visible_groups(resident, actor) == ["hypertension"]
         services.update_resident(actor, resident.id, {"population_groups": ["diabetes_t2"]})
         commit()
     assert resident.stored_groups == {"diabetes_t2", "tuberculosis"}
-    with as_principal(doctor) as actor:
-        assert services.visible_groups(resident, actor) == ["diabetes_t2", "tuberculosis"]
+    grant(doctor, "health:smd")
+    with as_principal(doctor) as actor:  # 严重精神障碍 only: 肺结核 stays hidden and kept
+        assert services.visible_groups(resident, actor) == ["diabetes_t2"]
+        services.update_resident(actor, resident.id, {"population_groups": ["severe_mental_disorder"]})
+        commit()
+        other = make_resident(centre, age=50)
+        with pytest.raises(PermissionDenied, match="肺结核"):
+            services.update_resident(actor, other.id, {"population_groups": ["tuberculosis"]})
+    assert resident.stored_groups == {"severe_mental_disorder", "tuberculosis"}
+    grant(nurse, "health:tb", "health:smd")
+    with as_principal(nurse) as actor:
+        assert services.visible_groups(resident, actor) == ["severe_mental_disorder", "tuberculosis"]
         services.update_resident(actor, resident.id, {"population_groups": []})
         commit()
     assert resident.stored_groups == set()

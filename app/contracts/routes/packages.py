@@ -26,7 +26,7 @@ from app.core.auth import ADMINS, ALL_STAFF, require_principal
 from app.core.db import commit
 from app.core.errors import BusinessRuleViolation
 from app.core.pagination import Page, page_schema
-from app.residents.services.common import HEALTH_VIEW_ROLES, can_see_special_groups, get_resident
+from app.residents.services.common import HEALTH_VIEW_ROLES, get_resident, hidden_special_groups
 
 blp = Blueprint(
     "contracts_packages",
@@ -80,9 +80,9 @@ def eligible_packages(args: dict[str, Any]) -> Any:
             errors={"institution_id": ["须为本社康中心"]},
         )
     on = args.get("on") or clock.today_local()
-    results = services.eligible_packages(
-        resident, institution_id, on, hide_special=not can_see_special_groups(principal)
-    )
+    # DATA-05: judged as if the resident's special groups the caller may not see did not exist.
+    hide_special = bool(resident.groups_on(on) & hidden_special_groups(principal))
+    results = services.eligible_packages(resident, institution_id, on, hide_special=hide_special)
     audit.record(
         "contract.eligible_packages",
         "resident",

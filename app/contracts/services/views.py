@@ -8,9 +8,10 @@ CentreScoped; another centre's id is a 404 audited as denied through `get_or_404
 see every centre. Residents in the mini-program see the contracts of the residents they act for
 (their own and their bound family members'); anything else is a 404 audited as denied.
 
-Population groups are health data: shown and filterable only for the care roles, and the special
-categories (严重精神障碍, 肺结核, DATA-05) only for `SPECIAL_GROUP_ROLES` — the residents module's
-rules (`visible_groups`, `can_see_health`, `can_see_special_groups`) decide, nothing here repeats them.
+Population groups are health data: shown and filterable only for the care roles, and each special
+category (严重精神障碍, 肺结核, DATA-05) only for staff holding that category's permission — the
+residents module's rules (`visible_groups`, `can_see_health`, `can_see_group`,
+`visible_special_groups`) decide, nothing here repeats them.
 
 Lists and records are built as plain dicts (the schemas in `app.contracts.schemas.contracts` mask
 names and ID numbers on the way out).
@@ -65,7 +66,7 @@ from app.residents.models import (
     normalise_id_number,
 )
 from app.residents.services import visible_groups
-from app.residents.services.common import can_see_health, can_see_special_groups
+from app.residents.services.common import can_see_group, can_see_health, visible_special_groups
 from app.teams.models import Team
 
 UNSCOPED = {SKIP_SCOPE: True}
@@ -268,26 +269,27 @@ def _doctor_brief(doctor: Doctor | None) -> dict[str, Any] | None:
 RESTRICTED_PACKAGE_NAME = "个性化服务包（特殊人群，无权查看）"
 
 
-def _special_package_ids(package_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Packages aimed only at special categories (严重精神障碍, 肺结核): their names reveal the
-    category (DATA-05), so roles that may not see special groups get a neutral name."""
+def _special_package_ids(package_ids: Iterable[uuid.UUID], principal: Principal | None) -> set[uuid.UUID]:
+    """Packages aimed only at special categories (严重精神障碍, 肺结核) that `principal` may not
+    see all of: their names reveal the category (DATA-05), so such a caller gets a neutral name."""
     ids = list(package_ids)
-    if not ids:
+    visible = visible_special_groups(principal)
+    if not ids or visible == SPECIAL_GROUP_CODES:
         return set()
     rows = db.session.execute(
         select(ServicePackage.id, ServicePackage.target_groups).where(ServicePackage.id.in_(ids))
     )
-    return {pid for pid, groups in rows if groups and set(groups) <= SPECIAL_GROUP_CODES}
+    return {
+        pid
+        for pid, groups in rows
+        if groups and set(groups) <= SPECIAL_GROUP_CODES and not set(groups) <= visible
+    }
 
 
 def _packages_brief(
     contract: Contract, principal: Principal | None = None, *, redact: bool = False
 ) -> list[dict[str, Any]]:
-    hidden = (
-        _special_package_ids(p.package_id for p in contract.packages)
-        if redact and not can_see_special_groups(principal)
-        else set()
-    )
+    hidden = _special_package_ids((p.package_id for p in contract.packages), principal) if redact else set()
     return [
         {
             "package_id": p.package_id,
@@ -378,9 +380,7 @@ def _group_condition(group: str, principal: Principal | None) -> Any:
     if group == CHILD_0_6:
         return child
     if group == GENERAL:
-        visible = set(GROUPS) - {GENERAL, ELDERLY_65, CHILD_0_6}
-        if not can_see_special_groups(principal):
-            visible -= SPECIAL_GROUP_CODES
+        visible = {c for c in set(GROUPS) - {GENERAL, ELDERLY_65, CHILD_0_6} if can_see_group(principal, c)}
         stored = select(ResidentGroup.resident_id).where(ResidentGroup.code.in_(sorted(visible)))
         return and_(not_(elderly), not_(child), Resident.id.not_in(stored))
     return Resident.id.in_(select(ResidentGroup.resident_id).where(ResidentGroup.code == group))
@@ -388,10 +388,7 @@ def _group_condition(group: str, principal: Principal | None) -> Any:
 
 def check_group_filter(group: str, principal: Principal | None) -> None:
     """403 when the role may not filter by this population group (health data, DATA-05)."""
-    allowed = can_see_health(principal) and (
-        group not in SPECIAL_GROUP_CODES or can_see_special_groups(principal)
-    )
-    if allowed:
+    if can_see_group(principal, group):
         return
     audit.record(
         "search",
@@ -404,7 +401,8 @@ def check_group_filter(group: str, principal: Principal | None) -> None:
     )
     if group in SPECIAL_GROUP_CODES and can_see_health(principal):
         raise PermissionDenied(
-            "您的角色不能按严重精神障碍、肺结核等特殊人群筛选", code="special_group_not_permitted"
+            f"您没有“{GROUPS[group].label}”类别权限，不能按该人群筛选，请联系本中心管理员授权",
+            code="special_group_not_permitted",
         )
     raise PermissionDenied("您的角色不能按人群分类筛选", code="population_group_not_permitted")
 
@@ -658,11 +656,7 @@ def masked_agreement(
     special-category packages replaced for roles that may not see those categories (DATA-05).
     `sha256` is the hash of the text exactly as signed (unmasked), which the printed agreement carries."""
     people = {n for n in [*(r.name for r in residents if r is not None), *names] if n and len(n) > 1}
-    hidden_ids = (
-        set()
-        if can_see_special_groups(principal)
-        else _special_package_ids(p.package_id for p in contract.packages)
-    )
+    hidden_ids = _special_package_ids((p.package_id for p in contract.packages), principal)
     hidden_names = {p.name for p in contract.packages if p.package_id in hidden_ids}
 
     def mask(text: str) -> str:

@@ -69,9 +69,15 @@ class FormDefinition:
     derive: Callable[[Payload, SaveContext], dict[str, Any]] = _no_derive
     # After a version is saved: update the case's schedule, etc. (no commit, no network).
     after_save: Callable[[HealthForm, Payload, dict[str, Any], SaveContext], None] = _no_hook
+    # After a form of a case is voided: recompute the case's schedule without it.
+    after_void: Callable[[HealthCase], None] | None = None
     # A short result for lists (HealthForm.result_code), from the derived values.
     result_code: Callable[[Payload, dict[str, Any]], str | None] = lambda payload, derived: None
     result_label: Callable[[str], str] | None = None  # words for result_code in lists
+    # Personal fields inside the form (a contact's phone, a guardian's address): field name -> the
+    # mask kind of `app.core.crypto.MASKERS`. Responses mask them (DATA-02); an edit that sends the
+    # masked value back unchanged keeps the stored one.
+    masked: dict[str, str] = field(default_factory=dict)
     render_pdf: Callable[[PrintContext], bytes] | None = None
 
 

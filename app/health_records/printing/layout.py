@@ -24,6 +24,8 @@ from app.health_records.spec import Code, Field, FormSpec, MultiCode, Number, Ro
 
 BOX_EMPTY = "□"
 CONTENT_WIDTH = 174 * mm  # A4 minus 18 mm margins
+LABEL_WIDTHS = (22 * mm, 34 * mm)  # section title, field title
+VALUE_WIDTH = CONTENT_WIDTH - sum(LABEL_WIDTHS)
 
 
 def box(code: str | None) -> str:
@@ -84,7 +86,7 @@ def rows_table(field: Rows, payload: dict[str, Any], styles: pdf.CJKStyles) -> A
             else:
                 cells.append("" if value is None else str(value))
         body.append(cells)
-    width = (CONTENT_WIDTH - 30 * mm) / max(1, len(columns))
+    width = (VALUE_WIDTH - 4 * mm) / max(1, len(columns))
     return pdf.table([header, *body], [width] * len(columns), styles=styles, header=True)
 
 
@@ -141,7 +143,7 @@ def render_form(
         if len(rows) - start > 1:
             spans.append(("SPAN", (0, start), (0, len(rows) - 1)))
     if rows:
-        story.append(pdf.table(rows, [22 * mm, 34 * mm, CONTENT_WIDTH - 56 * mm], styles=st, extra=spans))
+        story.append(pdf.table(rows, [*LABEL_WIDTHS, VALUE_WIDTH], styles=st, extra=spans))
     for line in footer:
         story.append(pdf.para(line, st.body))
     if notes:

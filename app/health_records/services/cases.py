@@ -104,6 +104,9 @@ def open_case(
         responsible_staff_id=responsible_staff_id,
         facts={},
     )
+    from app.health_records.forms import load_forms
+
+    load_forms()  # the form modules register their schedulers in CASE_SCHEDULERS at import
     scheduler = CASE_SCHEDULERS.get(kind.value)
     if scheduler is not None:
         scheduler(case)

@@ -23,10 +23,11 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core import audit, clock
 from app.core.auth import current_principal
+from app.core.crypto import MASKERS
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.core.pagination import Page, paginate
-from app.core.scope import get_or_404
+from app.core.scope import SKIP_SCOPE, get_or_404
 from app.health_records.forms import FormDefinition, SaveContext, load_forms
 from app.health_records.models import Category, HealthCase, HealthForm, HealthFormVersion, HealthRecord
 from app.health_records.services import access
@@ -48,6 +49,56 @@ def definition(form_type: str) -> FormDefinition:
 
 def form_context(resident: Resident) -> FormContext:
     return FormContext(today=clock.today_local(), birth_date=resident.birth_date, sex=resident.sex)
+
+
+def unscoped(model: type[Any], object_id: uuid.UUID | None) -> Any:
+    """A row by id regardless of the centre scope: for rows reached through an object the caller
+    may already see (a form's record and resident after the resident moved to another centre)."""
+    if object_id is None:
+        return None
+    return db.session.execute(
+        select(model).where(model.id == object_id).execution_options(**{SKIP_SCOPE: True})
+    ).scalar_one_or_none()
+
+
+def record_of_form(form: HealthForm) -> HealthRecord:
+    record: HealthRecord | None = unscoped(HealthRecord, form.record_id)
+    assert record is not None  # a foreign key
+    return record
+
+
+def unscoped_record_of_resident(resident_id: uuid.UUID) -> HealthRecord | None:
+    found: HealthRecord | None = db.session.execute(
+        select(HealthRecord)
+        .where(HealthRecord.resident_id == resident_id)
+        .execution_options(**{SKIP_SCOPE: True})
+    ).scalar_one_or_none()
+    return found
+
+
+def resident_of(resident_id: uuid.UUID) -> Resident:
+    resident: Resident | None = unscoped(Resident, resident_id)
+    assert resident is not None  # a foreign key
+    return resident
+
+
+def _record_for(spec: FormDefinition, record_id: uuid.UUID) -> HealthRecord:
+    """The record a new form is filled on. A special-category form is reached through its case:
+    the responsible centre keeps the case when the resident (and record) moved elsewhere."""
+    if spec.needs_case:
+        record: HealthRecord | None = unscoped(HealthRecord, record_id)
+        principal = current_principal()
+        if (
+            record is not None
+            and principal is not None
+            and principal.institution_id is not None
+            and (
+                record.institution_id == principal.institution_id
+                or open_case_of(record.resident_id, spec.category) is not None
+            )
+        ):
+            return record
+    return get_record(record_id, action="update")
 
 
 def _actor() -> tuple[str | None, str | None, str | None]:
@@ -136,9 +187,8 @@ def create_form(
 ) -> HealthForm:
     _require_writer()
     spec = definition(form_type)
-    record = get_record(record_id, action="update")
-    resident = db.session.get(Resident, record.resident_id)
-    assert resident is not None
+    record = _record_for(spec, record_id)
+    resident = resident_of(record.resident_id)
     require_active(resident, f"填写{spec.title}")
     case = _case_for(spec, resident, case_id)
     ctx = SaveContext(form_ctx=form_context(resident), resident=resident, record=record, case=case)
@@ -205,14 +255,18 @@ def revise_form(
         raise Conflict(
             f"该表单已被他人修改（当前为第 {form.version} 版），请刷新后再保存", code="form_version_conflict"
         )
-    resident = db.session.get(Resident, form.resident_id)
-    assert resident is not None
+    resident = resident_of(form.resident_id)
     ctx = SaveContext(
-        form_ctx=form_context(resident), resident=resident, record=form.record, case=form.case, form=form
+        form_ctx=form_context(resident),
+        resident=resident,
+        record=record_of_form(form),
+        case=form.case,
+        form=form,
     )
+    previous = current_version(form)
+    payload = unmask_unchanged(spec, payload, previous.payload)
     clean = spec.spec.validate(payload, ctx.form_ctx)
     derived = spec.derive(clean, ctx)
-    previous = current_version(form)
     changed = _changed(previous.payload, clean)
     if not changed:
         raise Conflict("内容没有变化，无需保存新版本", code="form_unchanged")
@@ -257,6 +311,29 @@ def revise_form(
     return form
 
 
+def mask_payload(spec: FormDefinition, payload: Payload) -> Payload:
+    """The payload as responses show it: personal fields masked (DATA-02)."""
+    if not spec.masked:
+        return payload
+    shown = dict(payload)
+    for name, kind in spec.masked.items():
+        if isinstance(shown.get(name), str):
+            shown[name] = MASKERS[kind](shown[name])
+    return shown
+
+
+def unmask_unchanged(spec: FormDefinition, payload: Any, stored: Payload) -> Any:
+    """An edited form sent back with a personal field still masked keeps the stored value."""
+    if not spec.masked or not isinstance(payload, dict):
+        return payload
+    restored = dict(payload)
+    for name, kind in spec.masked.items():
+        old = stored.get(name)
+        if isinstance(old, str) and restored.get(name) == MASKERS[kind](old):
+            restored[name] = old
+    return restored
+
+
 def void_form(form_id: uuid.UUID, *, reason: str) -> HealthForm:
     """作废: a form filled for the wrong person or in error. Kept, with its versions, but out of lists."""
     _require_writer()
@@ -282,6 +359,9 @@ def void_form(form_id: uuid.UUID, *, reason: str) -> HealthForm:
     if result.rowcount != 1:  # pragma: no cover - a concurrent void
         raise Conflict("该表单已被他人作废", code="form_voided")
     db.session.refresh(form)
+    spec = definition(form.form_type)
+    if form.case is not None and spec.after_void is not None:
+        spec.after_void(form.case)
     _audit("void", form, reason=reason.strip())
     return form
 

@@ -12,7 +12,6 @@ from app.core.errors import BusinessRuleViolation
 from app.health_records.forms import PrintContext
 from app.health_records.services import forms as form_services
 from app.institutions.models import Institution
-from app.residents.models import Resident
 
 
 @dataclass(frozen=True)
@@ -24,21 +23,22 @@ class Printed:
 def print_context(form_id: uuid.UUID, version: int | None = None) -> PrintContext:
     form = form_services.get_form(form_id, action="print")
     row = form_services.current_version(form, version)
-    resident = db.session.get(Resident, form.resident_id)
+    record = form_services.record_of_form(form)
+    resident = form_services.resident_of(form.resident_id)
     institution = db.session.get(Institution, form.institution_id)
     doctor = (
-        db.session.get(StaffUser, form.record.responsible_doctor_id)
-        if form.record.responsible_doctor_id
+        form_services.unscoped(StaffUser, record.responsible_doctor_id)
+        if record.responsible_doctor_id
         else None
     )
     assert resident is not None
     return PrintContext(
         form=form,
-        payload=row.payload,
+        payload=form_services.mask_payload(form_services.definition(form.form_type), row.payload),
         derived=row.derived,
         version=row.version,
         resident=resident,
-        record=form.record,
+        record=record,
         institution_name=institution.name if institution else "",
         doctor_name=doctor.name if doctor else None,
     )

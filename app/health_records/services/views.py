@@ -11,13 +11,14 @@ from app.core.db import db
 from app.health_records.forms import FORMS, load_forms
 from app.health_records.models import HealthCase, HealthForm, HealthRecord
 from app.health_records.services import forms as form_services
-from app.health_records.services.records import get_record, record_for_resident, record_of
+from app.health_records.services.records import get_record, record_for_resident
 from app.residents.models import Resident
 
 # What `HealthCase.next_due_kind` means, in words.
 DUE_KIND_LABELS: dict[str, str] = {
     "tb_first_visit": "第一次入户随访（接到通知后72小时内）",
     "tb_follow_up": "肺结核患者随访",
+    "tb_closing": "已停止治疗，待结案评估后结案",
     "smd_supplement": "填写个人信息补充表",
     "smd_follow_up": "严重精神障碍患者随访",
 }
@@ -89,11 +90,11 @@ def show_record_of_resident(resident_id: uuid.UUID) -> dict[str, Any]:
 
 def form_view(view: form_services.FormView) -> dict[str, Any]:
     form, spec, row = view.form, view.definition, view.version
-    payload = row.payload
+    payload = form_services.mask_payload(spec, row.payload)
     return {
         **form_summary(form),
         "record_id": form.record_id,
-        "record_no": form.record.record_no,
+        "record_no": form_services.record_of_form(form).record_no,
         "resident_id": form.resident_id,
         "institution_id": form.institution_id,
         "shown_version": row.version,
@@ -106,8 +107,8 @@ def form_view(view: form_services.FormView) -> dict[str, Any]:
 
 
 def case_view(case: HealthCase, *, with_forms: bool = False) -> dict[str, Any]:
-    resident = db.session.get(Resident, case.resident_id)
-    record = record_of(case.resident_id)
+    resident = form_services.unscoped(Resident, case.resident_id)
+    record = form_services.unscoped_record_of_resident(case.resident_id)
     out: dict[str, Any] = {
         "id": case.id,
         "resident_id": case.resident_id,

@@ -74,14 +74,20 @@ STATUS_TRANSITIONS: dict[ResidentStatus, frozenset[ResidentStatus]] = {
 
 @dataclass(frozen=True)
 class PopulationGroup:
-    """服务人群 (family-doctor spec §1.2). `derived` groups come from age and are never stored;
-    `special` groups are DATA-05 special categories, shown only to `SPECIAL_GROUP_ROLES`."""
+    """服务人群 (family-doctor spec §1.2). `derived` groups come from age and are never stored.
+    `permission`: a DATA-05 special category (严重精神障碍, 肺结核), shown only to staff holding that
+    category permission (granted per person, `app.core.auth.GRANTABLE_PERMISSIONS`); the one place
+    that maps a group to its permission."""
 
     code: str
     label: str
     derived: bool = False
-    special: bool = False
+    permission: str | None = None
     sex: str | None = None
+
+    @property
+    def special(self) -> bool:
+        return self.permission is not None
 
 
 GENERAL = "general"
@@ -94,8 +100,8 @@ POPULATION_GROUPS: tuple[PopulationGroup, ...] = (
     PopulationGroup("maternal", "孕产妇", sex="female"),
     PopulationGroup("hypertension", "高血压"),
     PopulationGroup("diabetes_t2", "2型糖尿病"),
-    PopulationGroup("severe_mental_disorder", "严重精神障碍", special=True),
-    PopulationGroup("tuberculosis", "肺结核", special=True),
+    PopulationGroup("severe_mental_disorder", "严重精神障碍", permission="health:smd"),
+    PopulationGroup("tuberculosis", "肺结核", permission="health:tb"),
     PopulationGroup("disabled", "残疾人"),
     PopulationGroup("copd", "慢性阻塞性肺疾病"),
     PopulationGroup("family_planning_special", "计划生育特殊家庭"),
@@ -104,7 +110,11 @@ POPULATION_GROUPS: tuple[PopulationGroup, ...] = (
 )
 GROUPS: dict[str, PopulationGroup] = {g.code: g for g in POPULATION_GROUPS}
 STORED_GROUP_CODES: tuple[str, ...] = tuple(g.code for g in POPULATION_GROUPS if not g.derived)
-SPECIAL_GROUP_CODES: frozenset[str] = frozenset(g.code for g in POPULATION_GROUPS if g.special)
+# DATA-05: special group code -> the category permission that shows it.
+SPECIAL_GROUP_PERMISSIONS: dict[str, str] = {
+    g.code: g.permission for g in POPULATION_GROUPS if g.permission is not None
+}
+SPECIAL_GROUP_CODES: frozenset[str] = frozenset(SPECIAL_GROUP_PERMISSIONS)
 
 # 与户主关系 (after GB/T 4761 家庭关系代码, grouped).
 HEAD = "head"

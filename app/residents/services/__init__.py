@@ -16,7 +16,6 @@ from app.residents.services.common import (
     DESK_ROLES,
     FINDER_ROLES,
     READER_ROLES,
-    SPECIAL_GROUP_ROLES,
     TRANSFER_ROLES,
     get_resident,
 )
@@ -64,7 +63,6 @@ __all__ = [
     "DESK_ROLES",
     "FINDER_ROLES",
     "READER_ROLES",
-    "SPECIAL_GROUP_ROLES",
     "TRANSFER_ROLES",
     "UNMASK_FIELDS",
     "UNMASK_REASONS",

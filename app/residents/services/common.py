@@ -19,6 +19,7 @@ from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition
 from app.core.scope import SKIP_SCOPE, get_or_404
 from app.institutions.models import Community, Institution
 from app.residents.models import Identity, IdentityError, Resident, ResidentChange, parse_identity
+from app.residents.models.codes import SPECIAL_GROUP_CODES, SPECIAL_GROUP_PERMISSIONS
 
 # --- who may do what (the routes declare these; services use them for finer rules) ----------
 
@@ -34,16 +35,34 @@ FINDER_ROLES: frozenset[str] = READER_ROLES | {Role.CASHIER}
 TRANSFER_ROLES: frozenset[str] = frozenset({Role.CENTRE_ADMIN, Role.DISTRICT_ADMIN})
 # Population groups are health data: shown to the care roles only (not to cashiers, auditors).
 HEALTH_VIEW_ROLES: frozenset[str] = DESK_ROLES
-# DATA-05 special categories (严重精神障碍, 肺结核): the clinicians who follow them up.
-SPECIAL_GROUP_ROLES: frozenset[str] = frozenset({Role.DOCTOR, Role.PUBLIC_HEALTH})
 
 
 def can_see_health(principal: Principal | None) -> bool:
     return principal is not None and principal.kind == "staff" and principal.role in HEALTH_VIEW_ROLES
 
 
-def can_see_special_groups(principal: Principal | None) -> bool:
-    return principal is not None and principal.kind == "staff" and principal.role in SPECIAL_GROUP_ROLES
+def visible_special_groups(principal: Principal | None) -> frozenset[str]:
+    """DATA-05: the special population groups (严重精神障碍, 肺结核) this principal may see. Each
+    needs its category permission (`SPECIAL_GROUP_PERMISSIONS`), granted per person by the centre's
+    administrator, never by role. Only centre staff hold one, and residents are centre-scoped, so
+    a grant counts in the holder's own centre only."""
+    if not can_see_health(principal) or principal is None or principal.institution_id is None:
+        return frozenset()
+    return frozenset(
+        code for code, permission in SPECIAL_GROUP_PERMISSIONS.items() if principal.can(permission)
+    )
+
+
+def hidden_special_groups(principal: Principal | None) -> frozenset[str]:
+    """The special groups that do not exist for this principal (left out, never shown as a gap)."""
+    return SPECIAL_GROUP_CODES - visible_special_groups(principal)
+
+
+def can_see_group(principal: Principal | None, code: str) -> bool:
+    """Whether this principal may see (or filter by) one population group."""
+    return can_see_health(principal) and (
+        code not in SPECIAL_GROUP_CODES or code in visible_special_groups(principal)
+    )
 
 
 def today() -> date:

@@ -21,7 +21,6 @@ from app.residents.models import (
     GENERAL,
     GROUPS,
     GUARDIAN_CONSENT_AGE,
-    SPECIAL_GROUP_CODES,
     IdType,
     Resident,
     ResidentStatus,
@@ -30,12 +29,12 @@ from app.residents.models import (
 from app.residents.services.common import (
     active_institution,
     can_see_health,
-    can_see_special_groups,
     checked_identity,
     community_and_street,
     ensure_unique_id_number,
     get_resident,
     guarded_write,
+    hidden_special_groups,
     record_change,
     today,
 )
@@ -62,9 +61,7 @@ def visible_groups(
     (so nothing can be inferred from their absence). None: no health data for this role."""
     if not can_see_health(principal):
         return None
-    stored = resident.stored_groups
-    if not can_see_special_groups(principal):
-        stored -= SPECIAL_GROUP_CODES
+    stored = resident.stored_groups - hidden_special_groups(principal)
     age = resident.age_on(on or today())
     groups = set(stored)
     if age >= 65:
@@ -92,13 +89,16 @@ def _checked_groups(
         raise BusinessRuleViolation(
             message, code="derived_population_group", errors={"population_groups": [message]}
         )
-    if not can_see_special_groups(actor):
-        if (codes & SPECIAL_GROUP_CODES) - previous:
-            raise PermissionDenied(
-                "您的角色不能登记严重精神障碍、肺结核等特殊人群分类", code="special_group_not_permitted"
-            )
-        # Keep what this role cannot see; it is not theirs to remove.
-        codes = (codes - SPECIAL_GROUP_CODES) | (previous & SPECIAL_GROUP_CODES)
+    hidden = hidden_special_groups(actor)
+    refused = sorted((codes & hidden) - previous, key=list(GROUPS).index)
+    if refused:
+        labels = "、".join(GROUPS[c].label for c in refused)
+        raise PermissionDenied(
+            f"您没有“{labels}”类别权限，不能登记该人群分类，请联系本中心管理员授权",
+            code="special_group_not_permitted",
+        )
+    # Keep the special groups this caller cannot see; they are not theirs to remove.
+    codes = (codes - hidden) | (previous & hidden)
     for code in codes:
         required_sex = GROUPS[code].sex
         if required_sex is not None and required_sex != sex:
