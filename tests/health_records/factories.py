@@ -12,16 +12,60 @@ form through `records.create_record_with_personal_info` as `user`, then commits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.accounts.models import StaffUser
 from app.core import clock
 from app.core.db import commit
-from app.health_records.models import HealthRecord
+from app.health_records.forms import FORMS, FormDefinition, load_forms, register
+from app.health_records.models import Category, HealthRecord
+from app.health_records.spec import Date, FormSpec, Text
 from app.residents.models import Resident
 from tests.factories import as_principal
 
-__all__ = ["make_record", "personal_info_payload"]
+__all__ = ["make_record", "personal_info_payload", "with_overrides"]
+
+
+def note_form(form_type: str, category: Category) -> FormDefinition:
+    """A test-only two-field form of a category (the gate tests need a form of each category,
+    not the real forms' hundred fields)."""
+    spec = FormSpec(
+        f"测试{category.label}随访",
+        (Date("visit_date", "随访日期", required=True), Text("note", "随访记录", required=True)),
+    )
+    return FormDefinition(
+        type=form_type,
+        title=spec.title,
+        category=category,
+        spec=spec,
+        date_field="visit_date",
+        needs_case=True,
+    )
+
+
+@contextmanager
+def registered_note_forms(smd_type: str, tb_type: str) -> Iterator[None]:
+    """Register one note form per special category for the duration (removed afterwards)."""
+    load_forms()
+    register(note_form(smd_type, Category.SMD))
+    register(note_form(tb_type, Category.TB))
+    try:
+        yield
+    finally:
+        FORMS.pop(smd_type, None)
+        FORMS.pop(tb_type, None)
+
+
+def with_overrides(payload: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with `overrides` applied; an override of None removes the field."""
+    for name, value in overrides.items():
+        if value is None:
+            payload.pop(name, None)
+        else:
+            payload[name] = value
+    return payload
 
 
 def personal_info_payload(**overrides: Any) -> dict[str, Any]:
@@ -57,12 +101,7 @@ def personal_info_payload(**overrides: Any) -> dict[str, Any]:
         "toilet": "1",  # 厕所: 卫生厕所
         "livestock_pen": "1",  # 禽畜栏: 无
     }
-    for name, value in overrides.items():
-        if value is None:
-            payload.pop(name, None)
-        else:
-            payload[name] = value
-    return payload
+    return with_overrides(payload, overrides)
 
 
 def make_record(

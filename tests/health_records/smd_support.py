@@ -20,6 +20,7 @@ from app.institutions.models import Institution
 from app.residents.models import Resident
 from tests.factories import as_principal, grant, make_centre, make_staff
 from tests.factories_residents import make_resident
+from tests.health_records.factories import with_overrides
 
 
 @dataclass
@@ -78,12 +79,7 @@ def supplement(**overrides: Any) -> dict[str, Any]:
         "filled_date": days_ago(0),
         "doctor": "王医生",
     }
-    for name, value in overrides.items():
-        if value is None:
-            payload.pop(name, None)
-        else:
-            payload[name] = value
-    return payload
+    return with_overrides(payload, overrides)
 
 
 MEDICATION = {"drug_name": "利培酮片", "per_unit": "日", "times": 2, "dose_mg": 2}
@@ -118,12 +114,7 @@ def visit(**overrides: Any) -> dict[str, Any]:
         "visit_class": "3",
         "visit_doctor": "王医生",
     }
-    for name, value in overrides.items():
-        if value is None:
-            payload.pop(name, None)
-        else:
-            payload[name] = value
-    return payload
+    return with_overrides(payload, overrides)
 
 
 def lost_visit(**overrides: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from app.institutions.models import Institution
 from app.residents.models import Resident
 from tests.factories import as_principal, grant, make_centre, make_staff
 from tests.factories_residents import make_resident
+from tests.health_records.factories import with_overrides
 
 NOW = datetime(2026, 7, 1, 12, 0, tzinfo=CHINA)  # the frozen "now" of every TB test
 TODAY = NOW.date()
@@ -73,15 +74,6 @@ def tb_world(**case_options: Any) -> World:
     return World(centre, doctor, resident, record, case)
 
 
-def _apply(payload: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    for name, value in overrides.items():
-        if value is None:
-            payload.pop(name, None)
-        else:
-            payload[name] = value
-    return payload
-
-
 def first_visit(**overrides: Any) -> dict[str, Any]:
     """A complete valid 第一次入户随访记录表 (visit 2026-03-03, within 72 h, supervised by a doctor)."""
     payload: dict[str, Any] = {
@@ -114,7 +106,7 @@ def first_visit(**overrides: Any) -> dict[str, Any]:
         "edu_contact_screening": "1",
         "assessing_doctor": "王医生",
     }
-    return _apply(payload, overrides)
+    return with_overrides(payload, overrides)
 
 
 def follow_up(**overrides: Any) -> dict[str, Any]:
@@ -136,7 +128,7 @@ def follow_up(**overrides: Any) -> dict[str, Any]:
         "handling_opinion": "继续按方案治疗",
         "visit_doctor": "王医生",
     }
-    return _apply(payload, overrides)
+    return with_overrides(payload, overrides)
 
 
 STOP_BLOCK: dict[str, Any] = {

@@ -29,46 +29,24 @@ from app.core import clock
 from app.core.audit import AuditEvent
 from app.core.auth import Role
 from app.core.db import commit, db
-from app.health_records.forms import FORMS, FormDefinition, load_forms, register
-from app.health_records.models import Category, HealthCase, HealthForm, HealthRecord
+from app.health_records.models import HealthCase, HealthForm, HealthRecord
 from app.health_records.services import cases, forms, records
-from app.health_records.spec import Date, FormSpec, Text
 from app.institutions.models import Institution
 from app.residents.models import Resident
 from tests.audit.support import Http, idem
 from tests.factories import as_principal, grant, make_centre, make_staff, token_for
 from tests.factories_residents import make_resident
+from tests.health_records.factories import registered_note_forms
 
 SMD_NOTE, TB_NOTE = "test_smd_note", "test_tb_note"
 SECRET = "测试随访内容-只限授权人员"
 
 
-def _note(form_type: str, category: Category) -> FormDefinition:
-    spec = FormSpec(
-        f"测试{category.label}随访",
-        (Date("visit_date", "随访日期", required=True), Text("note", "随访记录", required=True)),
-    )
-    return FormDefinition(
-        type=form_type,
-        title=spec.title,
-        category=category,
-        spec=spec,
-        date_field="visit_date",
-        needs_case=True,
-    )
-
-
 @pytest.fixture(autouse=True)
 def special_notes() -> Iterator[None]:
     """Test-only forms of the two special categories, removed from the registry afterwards."""
-    load_forms()
-    register(_note(SMD_NOTE, Category.SMD))
-    register(_note(TB_NOTE, Category.TB))
-    try:
+    with registered_note_forms(SMD_NOTE, TB_NOTE):
         yield
-    finally:
-        FORMS.pop(SMD_NOTE, None)
-        FORMS.pop(TB_NOTE, None)
 
 
 @dataclass

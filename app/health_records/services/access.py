@@ -14,7 +14,7 @@ import uuid
 
 from app.core import audit
 from app.core.auth import CLINICAL_ROLES, Principal, Role, current_principal
-from app.core.errors import NotFound
+from app.core.errors import NotFound, PermissionDenied
 from app.health_records.models import Category, HealthCase, HealthForm
 
 WRITER_ROLES: frozenset[str] = frozenset(CLINICAL_ROLES)
@@ -53,6 +53,21 @@ def _deny(object_type: str, object_id: uuid.UUID, resident_id: uuid.UUID, catego
         durable=True,
     )
     raise NotFound()
+
+
+def refuse_category(action: str, object_type: str, category: str, message: str) -> PermissionDenied:
+    """A list or a change the caller's category permissions do not allow: audited as denied
+    (kept even though the request fails); raise what this returns."""
+    audit.record(
+        action,
+        object_type,
+        None,
+        result=audit.DENIED,
+        purpose="special_category",
+        detail={"category": category},
+        durable=True,
+    )
+    return PermissionDenied(message, code="category_forbidden")
 
 
 def guard_form(form: HealthForm, action: str = "read") -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core import audit, clock
 from app.core.auth import current_principal
 from app.core.db import db
-from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, PermissionDenied
+from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition
 from app.core.pagination import Page, paginate
 from app.core.scope import get_or_404
 from app.health_records.models import Category, HealthCase
@@ -45,24 +45,18 @@ def _special(category: str) -> Category:
     return value
 
 
-def _require_permission(category: Category, institution_id: uuid.UUID) -> None:
+def _require_permission(category: Category, institution_id: uuid.UUID, action: str) -> None:
     principal = current_principal()
     if (
         principal is None
         or principal.role not in access.WRITER_ROLES
         or not access.may_see_category(principal, category, institution_id)
     ):
-        audit.record(
-            "create",
+        raise access.refuse_category(
+            action,
             "health_case",
-            None,
-            result=audit.DENIED,
-            purpose="special_category",
-            detail={"category": category.value},
-            durable=True,
-        )
-        raise PermissionDenied(
-            f"您没有{category.label}患者管理权限，请联系本中心管理员授权", code="category_forbidden"
+            category.value,
+            f"您没有{category.label}患者管理权限，请联系本中心管理员授权",
         )
 
 
@@ -77,7 +71,7 @@ def open_case(
 ) -> HealthCase:
     kind = _special(category)
     resident: Resident = get_resident(resident_id, action="create")
-    _require_permission(kind, resident.institution_id)
+    _require_permission(kind, resident.institution_id, "create")
     require_active(resident, f"建立{kind.label}患者管理专案")
     if record_of(resident.id) is None:
         raise BusinessRuleViolation("该居民尚未建立健康档案，请先建档", code="health_record_required")
@@ -146,16 +140,7 @@ def list_cases(
     kind = _special(category)
     principal = current_principal()
     if kind.value not in access.visible_special_categories(principal):
-        audit.record(
-            "list",
-            "health_case",
-            None,
-            result=audit.DENIED,
-            purpose="special_category",
-            detail={"category": kind.value},
-            durable=True,
-        )
-        raise PermissionDenied("您没有查看该类专案的权限", code="category_forbidden")
+        raise access.refuse_category("list", "health_case", kind.value, "您没有查看该类专案的权限")
     statement: Select[Any] = select(HealthCase).where(HealthCase.category == kind.value)
     if status is not None:
         statement = statement.where(HealthCase.status == status)
@@ -179,7 +164,7 @@ def list_cases(
 
 def close_case(case_id: uuid.UUID, *, closed_on: date | None = None, reason: str) -> HealthCase:
     case = get_case(case_id, action="close")
-    _require_permission(Category(case.category), case.institution_id)
+    _require_permission(Category(case.category), case.institution_id, "close")
     if case.status != "open":
         raise InvalidTransition("该专案已结案", code="case_closed")
     day = closed_on or clock.today_local()

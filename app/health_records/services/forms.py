@@ -438,16 +438,7 @@ def list_forms(
         statement = statement.where(HealthForm.case_id == case.id)
     elif category is not None and category != Category.GENERAL:
         if category not in access.visible_special_categories(principal):
-            audit.record(
-                "list",
-                "health_form",
-                None,
-                result=audit.DENIED,
-                purpose="special_category",
-                detail={"category": category},
-                durable=True,
-            )
-            raise PermissionDenied("您没有查看该类专案记录的权限", code="category_forbidden")
+            raise access.refuse_category("list", "health_form", category, "您没有查看该类专案记录的权限")
         statement = statement.where(HealthForm.category == category)
     else:
         statement = statement.where(HealthForm.category == Category.GENERAL)
