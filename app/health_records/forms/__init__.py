@@ -78,6 +78,11 @@ class FormDefinition:
     # mask kind of `app.core.crypto.MASKERS`. Responses mask them (DATA-02); an edit that sends the
     # masked value back unchanged keeps the stored one.
     masked: dict[str, str] = field(default_factory=dict)
+    # DATA-05 inside a general form (the 既往史 row "严重精神障碍" of the 个人基本信息表):
+    # `redact(payload, hidden)` leaves out what names a category in `hidden` (the caller lacks its
+    # permission); `unredact(sent, stored, hidden)` puts the stored hidden parts back into an edit.
+    redact: Callable[[Payload, frozenset[str]], Payload] | None = None
+    unredact: Callable[[Any, Payload, frozenset[str]], Any] | None = None
     render_pdf: Callable[[PrintContext], bytes] | None = None
 
 

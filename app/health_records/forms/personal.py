@@ -252,6 +252,45 @@ SPEC = FormSpec(
 )
 
 
+# 既往史 codes that name a DATA-05 special category: 8 严重精神障碍, 9 结核病.
+PAST_DISEASE_OF_CATEGORY: dict[str, str] = {Category.SMD.value: "8", Category.TB.value: "9"}
+NONE_DISEASE = "1"
+
+
+def _hidden_codes(hidden: frozenset[str]) -> set[str]:
+    return {PAST_DISEASE_OF_CATEGORY[c] for c in hidden if c in PAST_DISEASE_OF_CATEGORY}
+
+
+def redact(payload: Payload, hidden: frozenset[str]) -> Payload:
+    """The form without the 既往史 rows naming a hidden category (the rest unchanged)."""
+    codes = _hidden_codes(hidden)
+    rows = payload.get("past_diseases")
+    if not codes or not isinstance(rows, list):
+        return payload
+    return {
+        **payload,
+        "past_diseases": [r for r in rows if not (isinstance(r, dict) and r.get("disease_code") in codes)],
+    }
+
+
+def unredact(sent: Any, stored: Payload, hidden: frozenset[str]) -> Any:
+    """An edit by someone who did not see the hidden 既往史 rows keeps them (and a "1 无" sent
+    beside them is dropped: the editor could not know of the rows)."""
+    codes = _hidden_codes(hidden)
+    kept = [
+        r for r in stored.get("past_diseases") or [] if isinstance(r, dict) and r.get("disease_code") in codes
+    ]
+    if not kept or not isinstance(sent, dict):
+        return sent
+    rows = sent.get("past_diseases")
+    rows = (
+        [r for r in rows if not (isinstance(r, dict) and r.get("disease_code") == NONE_DISEASE)]
+        if isinstance(rows, list)
+        else []
+    )
+    return {**sent, "past_diseases": [*rows, *kept]}
+
+
 def derive(payload: Payload, ctx: SaveContext) -> dict[str, Any]:
     """The identity items the form prints, taken from the resident (never typed on the form)."""
     resident = ctx.resident
@@ -361,5 +400,7 @@ DEFINITION = register(
         derive=derive,
         render_pdf=render,
         masked={"contact_phone": "phone", "contact_name": "name"},
+        redact=redact,
+        unredact=unredact,
     )
 )

@@ -27,11 +27,14 @@ from reportlab.platypus import KeepInFrame, PageBreak
 
 from app.accounts.models import StaffUser
 from app.core import audit, pdf
+from app.core.auth import current_principal
 from app.core.crypto import mask_address, mask_phone
 from app.core.db import db
 from app.core.scope import SKIP_SCOPE
 from app.health_records.codes import CODES
+from app.health_records.forms.personal import redact
 from app.health_records.models import HealthForm, HealthRecord
+from app.health_records.services.forms import hidden_categories
 from app.health_records.services.printing import Printed
 from app.health_records.services.records import get_record
 from app.residents.models import Resident
@@ -192,10 +195,11 @@ def _staff(staff_id: uuid.UUID | None) -> StaffUser | None:
     return found
 
 
-def build_card(record: HealthRecord) -> RecordCard:
+def build_card(record: HealthRecord, hidden: frozenset[str] = frozenset()) -> RecordCard:
+    """The card of a record; the 既往史 of categories in `hidden` (DATA-05) is left out."""
     resident = db.session.get(Resident, record.resident_id)
     assert resident is not None
-    info = personal_info_of(record)
+    info = redact(personal_info_of(record), hidden)
     gender, gender_label = GENDER.get(resident.sex, (None, None))
     abo, rh = info.get("blood_type_abo"), info.get("blood_type_rh")
     chronic, chronic_other = chronic_from_past(info.get("past_diseases"))
@@ -235,7 +239,7 @@ def build_card(record: HealthRecord) -> RecordCard:
 def read_card(record_id: uuid.UUID) -> dict[str, Any]:
     """The card as JSON (values in clear; the response schema masks them). Audited."""
     record = get_record(record_id)
-    card = build_card(record)
+    card = build_card(record, hidden_categories(current_principal()))
     audit.record("read", "health_record_card", record.id, resident_id=record.resident_id)
     return card.as_json()
 
@@ -243,7 +247,7 @@ def read_card(record_id: uuid.UUID) -> dict[str, Any]:
 def print_card(record_id: uuid.UUID) -> Printed:
     """The card-sized PDF, page 1 the front and page 2 the back, masked. Audited."""
     record = get_record(record_id, action="print")
-    card = build_card(record)
+    card = build_card(record, hidden_categories(current_principal()))
     data = render_card(card)
     audit.record("print", "health_record_card", record.id, resident_id=record.resident_id)
     return Printed(data, f"card-{record.record_no}.pdf")

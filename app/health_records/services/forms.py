@@ -22,7 +22,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from app.core import audit, clock
-from app.core.auth import current_principal
+from app.core.auth import Principal, current_principal
 from app.core.crypto import MASKERS
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound, PermissionDenied
@@ -265,6 +265,8 @@ def revise_form(
     )
     previous = current_version(form)
     payload = unmask_unchanged(spec, payload, previous.payload)
+    if spec.unredact is not None:
+        payload = spec.unredact(payload, previous.payload, hidden_categories(current_principal()))
     clean = spec.spec.validate(payload, ctx.form_ctx)
     derived = spec.derive(clean, ctx)
     changed = _changed(previous.payload, clean)
@@ -309,6 +311,24 @@ def revise_form(
     _audit("update", form, changed_fields=changed)
     _notify(form, spec)
     return form
+
+
+def hidden_categories(principal: Principal | None) -> frozenset[str]:
+    """The special categories whose permission a member of staff lacks (DATA-05): what general
+    forms must not show them either (e.g. a 既往史 row 严重精神障碍)."""
+    return frozenset(
+        c.value
+        for c in (Category.SMD, Category.TB)
+        if principal is None or not principal.can(c.permission or "")
+    )
+
+
+def shown_payload(spec: FormDefinition, payload: Payload, principal: Principal | None) -> Payload:
+    """A form's content as the caller may see it: special-category parts left out, personal
+    fields masked."""
+    if spec.redact is not None:
+        payload = spec.redact(payload, hidden_categories(principal))
+    return mask_payload(spec, payload)
 
 
 def mask_payload(spec: FormDefinition, payload: Payload) -> Payload:

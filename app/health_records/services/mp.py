@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from flask import current_app
@@ -30,7 +29,6 @@ from app.core.auth import Principal
 from app.core.db import db
 from app.core.errors import NotFound
 from app.core.scope import SKIP_SCOPE
-from app.health_records.codes import CODES
 from app.health_records.forms import load_forms
 from app.health_records.models import SPECIAL_CATEGORIES, Category, HealthForm, HealthRecord
 from app.health_records.services import card as cards
@@ -45,7 +43,6 @@ log = logging.getLogger(__name__)
 
 PURPOSE = "mp_health_record"
 # 既往史 (past_disease) code naming each special category.
-PAST_DISEASE_OF: dict[str, str] = {Category.SMD.value: "8", Category.TB.value: "9"}
 
 
 # --- whose record, and which categories ----------------------------------------------------------
@@ -146,16 +143,6 @@ def _staff_name(staff_id: uuid.UUID | None) -> str | None:
     return name
 
 
-def _without_hidden_diseases(payload: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:
-    """The 既往史 rows naming a hidden category are left out (the rest of the form is unchanged)."""
-    codes = {PAST_DISEASE_OF[c] for c in hidden}
-    rows = payload.get("past_diseases")
-    if not codes or not isinstance(rows, list):
-        return payload
-    kept = [row for row in rows if not (isinstance(row, dict) and row.get("disease_code") in codes)]
-    return {**payload, "past_diseases": kept}
-
-
 SUMMARY_KEYS = (
     "id",
     "form_type",
@@ -235,7 +222,7 @@ def my_form(principal: Principal, form_id: uuid.UUID) -> dict[str, Any]:
         raise _not_visible(form, "voided")
     spec = load_forms()[form.form_type]
     version = current_version(form)
-    payload = _without_hidden_diseases(version.payload, hidden)
+    payload = spec.redact(version.payload, hidden) if spec.redact is not None else version.payload
     audit.record(
         "read",
         "health_form",
@@ -267,17 +254,7 @@ def my_card(principal: Principal, resident_id: uuid.UUID | None) -> dict[str, An
     without the diseases of hidden categories. Audited."""
     binding = _acting_for(principal, resident_id, "health_record_card")
     record = _record(binding)
-    card = cards.build_card(record)
-    hidden = hidden_categories(binding)
-    if hidden:
-        rows = _without_hidden_diseases(cards.personal_info_of(record), hidden).get("past_diseases")
-        chronic, chronic_other = cards.chronic_from_past(rows)
-        card = replace(
-            card,
-            chronic_diseases=chronic,
-            chronic_disease_labels=CODES["card_chronic_disease"].labels(chronic),
-            chronic_other=chronic_other,
-        )
+    card = cards.build_card(record, hidden_categories(binding))
     audit.record(
         "read",
         "health_record_card",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from app.accounts.models import StaffUser
 from app.core import audit
+from app.core.auth import current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation
 from app.health_records.forms import PrintContext
@@ -34,7 +35,9 @@ def print_context(form_id: uuid.UUID, version: int | None = None) -> PrintContex
     assert resident is not None
     return PrintContext(
         form=form,
-        payload=form_services.mask_payload(form_services.definition(form.form_type), row.payload),
+        payload=form_services.shown_payload(
+            form_services.definition(form.form_type), row.payload, current_principal()
+        ),
         derived=row.derived,
         version=row.version,
         resident=resident,

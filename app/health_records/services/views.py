@@ -7,6 +7,7 @@ from typing import Any
 
 from app.accounts.models import StaffUser
 from app.core import audit, clock
+from app.core.auth import current_principal
 from app.core.db import db
 from app.health_records.forms import FORMS, load_forms
 from app.health_records.models import HealthCase, HealthForm, HealthRecord
@@ -90,7 +91,7 @@ def show_record_of_resident(resident_id: uuid.UUID) -> dict[str, Any]:
 
 def form_view(view: form_services.FormView) -> dict[str, Any]:
     form, spec, row = view.form, view.definition, view.version
-    payload = form_services.mask_payload(spec, row.payload)
+    payload = form_services.shown_payload(spec, row.payload, current_principal())
     return {
         **form_summary(form),
         "record_id": form.record_id,
