@@ -145,7 +145,7 @@ class HealthForm(UUIDPrimaryKey, Timestamps, CentreScoped, Base):
     singleton_key: Mapped[str | None] = mapped_column(String(80))
 
     # No `record` relationship on purpose: after a transfer the record belongs to the new centre
-    # while a special-category form stays with its case; load it with `services.forms.record_of_form`.
+    # while a special-category form stays with its case; load it with `services.payloads.record_of_form`.
     case: Mapped[HealthCase | None] = relationship(lazy="select")
 
 

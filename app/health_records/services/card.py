@@ -34,7 +34,7 @@ from app.core.scope import SKIP_SCOPE
 from app.health_records.codes import CODES
 from app.health_records.forms.personal import redact
 from app.health_records.models import HealthForm, HealthRecord
-from app.health_records.services.forms import hidden_categories
+from app.health_records.services.payloads import hidden_categories
 from app.health_records.services.printing import Printed
 from app.health_records.services.records import get_record
 from app.residents.models import Resident

@@ -22,15 +22,21 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from app.core import audit, clock
-from app.core.auth import Principal, current_principal
-from app.core.crypto import MASKERS
+from app.core.auth import current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.core.pagination import Page, paginate
-from app.core.scope import SKIP_SCOPE, get_or_404
+from app.core.scope import get_or_404
 from app.health_records.forms import FormDefinition, SaveContext, load_forms
 from app.health_records.models import Category, HealthCase, HealthForm, HealthFormVersion, HealthRecord
 from app.health_records.services import access
+from app.health_records.services.payloads import (
+    hidden_categories,
+    record_of_form,
+    resident_of,
+    unmask_unchanged,
+    unscoped,
+)
 from app.health_records.services.records import get_record
 from app.health_records.spec import FormContext, Payload
 from app.residents.models import Resident
@@ -49,37 +55,6 @@ def definition(form_type: str) -> FormDefinition:
 
 def form_context(resident: Resident) -> FormContext:
     return FormContext(today=clock.today_local(), birth_date=resident.birth_date, sex=resident.sex)
-
-
-def unscoped(model: type[Any], object_id: uuid.UUID | None) -> Any:
-    """A row by id regardless of the centre scope: for rows reached through an object the caller
-    may already see (a form's record and resident after the resident moved to another centre)."""
-    if object_id is None:
-        return None
-    return db.session.execute(
-        select(model).where(model.id == object_id).execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
-
-
-def record_of_form(form: HealthForm) -> HealthRecord:
-    record: HealthRecord | None = unscoped(HealthRecord, form.record_id)
-    assert record is not None  # a foreign key
-    return record
-
-
-def unscoped_record_of_resident(resident_id: uuid.UUID) -> HealthRecord | None:
-    found: HealthRecord | None = db.session.execute(
-        select(HealthRecord)
-        .where(HealthRecord.resident_id == resident_id)
-        .execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
-    return found
-
-
-def resident_of(resident_id: uuid.UUID) -> Resident:
-    resident: Resident | None = unscoped(Resident, resident_id)
-    assert resident is not None  # a foreign key
-    return resident
 
 
 def _record_for(spec: FormDefinition, record_id: uuid.UUID) -> HealthRecord:
@@ -311,47 +286,6 @@ def revise_form(
     _audit("update", form, changed_fields=changed)
     _notify(form, spec)
     return form
-
-
-def hidden_categories(principal: Principal | None) -> frozenset[str]:
-    """The special categories whose permission a member of staff lacks (DATA-05): what general
-    forms must not show them either (e.g. a 既往史 row 严重精神障碍)."""
-    return frozenset(
-        c.value
-        for c in (Category.SMD, Category.TB)
-        if principal is None or not principal.can(c.permission or "")
-    )
-
-
-def shown_payload(spec: FormDefinition, payload: Payload, principal: Principal | None) -> Payload:
-    """A form's content as the caller may see it: special-category parts left out, personal
-    fields masked."""
-    if spec.redact is not None:
-        payload = spec.redact(payload, hidden_categories(principal))
-    return mask_payload(spec, payload)
-
-
-def mask_payload(spec: FormDefinition, payload: Payload) -> Payload:
-    """The payload as responses show it: personal fields masked (DATA-02)."""
-    if not spec.masked:
-        return payload
-    shown = dict(payload)
-    for name, kind in spec.masked.items():
-        if isinstance(shown.get(name), str):
-            shown[name] = MASKERS[kind](shown[name])
-    return shown
-
-
-def unmask_unchanged(spec: FormDefinition, payload: Any, stored: Payload) -> Any:
-    """An edited form sent back with a personal field still masked keeps the stored value."""
-    if not spec.masked or not isinstance(payload, dict):
-        return payload
-    restored = dict(payload)
-    for name, kind in spec.masked.items():
-        old = stored.get(name)
-        if isinstance(old, str) and restored.get(name) == MASKERS[kind](old):
-            restored[name] = old
-    return restored
 
 
 def void_form(form_id: uuid.UUID, *, reason: str) -> HealthForm:

@@ -32,7 +32,8 @@ from app.core.scope import SKIP_SCOPE
 from app.health_records.forms import load_forms
 from app.health_records.models import SPECIAL_CATEGORIES, Category, HealthForm, HealthRecord
 from app.health_records.services import card as cards
-from app.health_records.services.forms import current_version, mask_payload
+from app.health_records.services.forms import current_version
+from app.health_records.services.payloads import mask_payload
 from app.health_records.services.records import record_of
 from app.health_records.services.views import form_summary
 from app.institutions.models import Institution

@@ -12,6 +12,7 @@ from app.core.db import db
 from app.core.errors import BusinessRuleViolation
 from app.health_records.forms import PrintContext
 from app.health_records.services import forms as form_services
+from app.health_records.services import payloads
 from app.institutions.models import Institution
 
 
@@ -24,18 +25,16 @@ class Printed:
 def print_context(form_id: uuid.UUID, version: int | None = None) -> PrintContext:
     form = form_services.get_form(form_id, action="print")
     row = form_services.current_version(form, version)
-    record = form_services.record_of_form(form)
-    resident = form_services.resident_of(form.resident_id)
+    record = payloads.record_of_form(form)
+    resident = payloads.resident_of(form.resident_id)
     institution = db.session.get(Institution, form.institution_id)
     doctor = (
-        form_services.unscoped(StaffUser, record.responsible_doctor_id)
-        if record.responsible_doctor_id
-        else None
+        payloads.unscoped(StaffUser, record.responsible_doctor_id) if record.responsible_doctor_id else None
     )
     assert resident is not None
     return PrintContext(
         form=form,
-        payload=form_services.shown_payload(
+        payload=payloads.shown_payload(
             form_services.definition(form.form_type), row.payload, current_principal()
         ),
         derived=row.derived,

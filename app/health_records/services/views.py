@@ -12,6 +12,7 @@ from app.core.db import db
 from app.health_records.forms import FORMS, load_forms
 from app.health_records.models import HealthCase, HealthForm, HealthRecord
 from app.health_records.services import forms as form_services
+from app.health_records.services import payloads
 from app.health_records.services.records import get_record, record_for_resident
 from app.residents.models import Resident
 
@@ -91,11 +92,11 @@ def show_record_of_resident(resident_id: uuid.UUID) -> dict[str, Any]:
 
 def form_view(view: form_services.FormView) -> dict[str, Any]:
     form, spec, row = view.form, view.definition, view.version
-    payload = form_services.shown_payload(spec, row.payload, current_principal())
+    payload = payloads.shown_payload(spec, row.payload, current_principal())
     return {
         **form_summary(form),
         "record_id": form.record_id,
-        "record_no": form_services.record_of_form(form).record_no,
+        "record_no": payloads.record_of_form(form).record_no,
         "resident_id": form.resident_id,
         "institution_id": form.institution_id,
         "shown_version": row.version,
@@ -108,8 +109,8 @@ def form_view(view: form_services.FormView) -> dict[str, Any]:
 
 
 def case_view(case: HealthCase, *, with_forms: bool = False) -> dict[str, Any]:
-    resident = form_services.unscoped(Resident, case.resident_id)
-    record = form_services.unscoped_record_of_resident(case.resident_id)
+    resident = payloads.unscoped(Resident, case.resident_id)
+    record = payloads.unscoped_record_of_resident(case.resident_id)
     out: dict[str, Any] = {
         "id": case.id,
         "resident_id": case.resident_id,
