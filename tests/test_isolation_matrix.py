@@ -600,6 +600,9 @@ BODIES: dict[tuple[str, str], Body] = {
     },
     ("POST", "/api/v1/health-forms/<uuid:form_id>/void"): lambda w: {"reason": "矩阵测试"},
     ("POST", "/api/v1/health-cases/<uuid:case_id>/close"): lambda w: {"reason": "矩阵测试"},
+    ("POST", "/api/v1/health-cases/<uuid:case_id>/missed-visits"): lambda w: {
+        "attempted_at": clock.now().isoformat()
+    },
     # resident-only (staff tokens get 403 before any body is read)
     ("POST", "/mp/v1/bills/<uuid:bill_id>/payments"): lambda w: {},
     ("POST", "/mp/v1/payments/<uuid:order_id>/confirm"): lambda w: {},

@@ -4,6 +4,7 @@
     GET  /api/v1/health-cases?category=tb      the centre's cases, soonest due first
     GET  /api/v1/health-cases/{id}             one case, its schedule and its forms
     POST /api/v1/health-cases/{id}/close       结案
+    POST /api/v1/health-cases/{id}/missed-visits   肺结核: a home visit that did not find the patient
 
 Only staff holding the category permission in the responsible centre (DATA-05).
 """
@@ -20,6 +21,7 @@ from app.health_records.schemas.forms import (
     HealthCaseCloseSchema,
     HealthCaseCreateSchema,
     HealthCaseDetailSchema,
+    HealthCaseMissedVisitSchema,
     HealthCaseQuerySchema,
     HealthCaseSchema,
 )
@@ -71,5 +73,18 @@ def get_case(case_id: uuid.UUID) -> dict[str, Any]:
 def close_case(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
     """结案 (TB: treatment stopped; SMD: moved away, died …)."""
     case = cases.close_case(case_id, **args)
+    commit()
+    return views.case_view(case, with_forms=True)
+
+
+@blp.route("/health-cases/<uuid:case_id>/missed-visits", methods=["POST"])
+@blp.auth(roles=WRITERS)
+@blp.arguments(HealthCaseMissedVisitSchema)
+@blp.response(200, HealthCaseDetailSchema)
+@blp.alt_response(409, response="DEFAULT_ERROR", description="已完成第一次入户随访 / 已结案")
+def missed_visit(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
+    """肺结核: record a home visit before the first visit that did not find the patient. The second
+    within 72 h of the notice makes the report to the higher-level institution due (`tb_report`)."""
+    case = cases.record_missed_first_visit(case_id, attempted_at=args["attempted_at"])
     commit()
     return views.case_view(case, with_forms=True)

@@ -163,6 +163,13 @@ class HealthCaseCloseSchema(Schema):
     reason = fields.String(required=True, validate=REASON)
 
 
+class HealthCaseMissedVisitSchema(Schema):
+    attempted_at = fields.AwareDateTime(
+        required=True,
+        metadata={"description": "When the home visit that did not find the patient took place"},
+    )
+
+
 class HealthCaseQuerySchema(PageArgsSchema):
     category = fields.String(required=True, validate=validate.OneOf(["smd", "tb"]))
     status = fields.String(load_default="open", validate=validate.OneOf(["open", "closed", "all"]))

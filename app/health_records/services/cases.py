@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, select, update
@@ -23,7 +23,7 @@ from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition
 from app.core.pagination import Page, paginate
 from app.core.scope import get_or_404
-from app.health_records.models import Category, HealthCase
+from app.health_records.models import Category, HealthCase, HealthForm
 from app.health_records.services import access
 from app.health_records.services.records import record_of
 from app.residents.models import Resident
@@ -194,6 +194,59 @@ def close_case(case_id: uuid.UUID, *, closed_on: date | None = None, reason: str
         "close", "health_case", case.id, resident_id=case.resident_id, detail={"category": case.category}
     )
     return case
+
+
+# TB (spec §4.3): "if two visits within the 72 h both fail to find the patient, report the result
+# to the higher-level institution".
+FIRST_VISIT_WINDOW = timedelta(hours=72)
+REPORT_DUE_KIND = "tb_report"
+
+
+def record_missed_first_visit(case_id: uuid.UUID, *, attempted_at: datetime) -> HealthCase:
+    """A home visit that did not find a 肺结核 patient before the first visit was made. The second
+    such visit within 72 h of the notice makes the report to the higher-level institution due."""
+    case = get_case(case_id, action="update")
+    _require_permission(Category(case.category), case.institution_id, "update")
+    if case.category != Category.TB:
+        raise BusinessRuleViolation("只有肺结核专案需要记录未见到患者的入户", code="case_not_applicable")
+    if case.status != "open":
+        raise InvalidTransition("该专案已结案", code="case_closed")
+    locked = db.session.execute(
+        select(HealthCase).where(HealthCase.id == case.id).with_for_update()
+    ).scalar_one()
+    first_visit = db.session.execute(
+        select(HealthForm.id).where(
+            HealthForm.case_id == case.id,
+            HealthForm.form_type == "tb_first_visit",
+            HealthForm.status == "active",
+        )
+    ).first()
+    if first_visit is not None:
+        raise Conflict("已完成第一次入户随访，无需再记录未见到患者", code="first_visit_done")
+    if attempted_at > clock.now():
+        raise BusinessRuleViolation("入户时间不能晚于现在", code="invalid_date")
+    notified = locked.notified_at
+    if notified is not None and attempted_at < notified:
+        raise BusinessRuleViolation("入户时间不能早于接到通知的时间", code="invalid_date")
+    attempts = sorted({*(locked.facts or {}).get("missed_first_visits", []), attempted_at.isoformat()})
+    within = [
+        a for a in attempts if notified is None or datetime.fromisoformat(a) <= notified + FIRST_VISIT_WINDOW
+    ]
+    facts: dict[str, Any] = {"missed_first_visits": attempts}
+    if len(within) >= 2:
+        facts["report_to_higher_level"] = True
+        set_due(locked, clock.today_local(), REPORT_DUE_KIND, **facts)
+    else:
+        locked.facts = {**(locked.facts or {}), **facts}
+        db.session.flush()
+    audit.record(
+        "missed_visit",
+        "health_case",
+        locked.id,
+        resident_id=locked.resident_id,
+        detail={"category": locked.category, "attempts": len(attempts), "report": len(within) >= 2},
+    )
+    return locked
 
 
 def set_due(case: HealthCase, due_on: date | None, kind: str | None, **facts: Any) -> None:

@@ -21,6 +21,7 @@ DUE_KIND_LABELS: dict[str, str] = {
     "tb_first_visit": "第一次入户随访（接到通知后72小时内）",
     "tb_follow_up": "肺结核患者随访",
     "tb_closing": "已停止治疗，待结案评估后结案",
+    "tb_report": "两次入户均未见到患者，请向上级专业机构报告",
     "smd_supplement": "填写个人信息补充表",
     "smd_follow_up": "严重精神障碍患者随访",
 }
