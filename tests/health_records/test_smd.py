@@ -453,9 +453,17 @@ def test_both_forms_print_with_chinese_text(app: Flask, world: World) -> None:
         "建议分类：基本稳定",
     ):
         assert expected in text, expected
-    # the reverse: the 危险性评估 level definitions
+    # the reverse: the 危险性评估 level definitions, on a page of their own
+    pages = subprocess.run(
+        ["pdftotext", "-raw", "-f", "3", "-l", "3", "-enc", "UTF-8", "-", "-"],
+        input=visit_pdf.data,
+        capture_output=True,
+        check=True,
+    ).stdout.decode("utf-8")
+    reverse = re.sub(r"\s+", "", pages)
+    assert "第3页共3页" in reverse and "本次随访形式" not in reverse
     for level, definition in SMD_RISK_LEVEL_DEFINITIONS:
-        assert f"危险性评估{level}级：{''.join(definition.split())}" in text, level
+        assert f"危险性评估{level}级：{''.join(definition.split())}" in reverse, level
 
 
 def test_a_revised_visit_keeps_its_previous_version(app: Flask, world: World) -> None:

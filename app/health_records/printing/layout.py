@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reportlab.lib.units import mm
-from reportlab.platypus import Spacer
+from reportlab.platypus import PageBreak, Spacer
 
 from app.core import pdf
 from app.health_records.codes import CODES
@@ -127,8 +127,10 @@ def render_form(
     header_extra: Sequence[tuple[str, str]] = (),
     footer: Sequence[str] = (),
     notes: Sequence[str] = (),
+    notes_on_reverse: bool = False,
 ) -> bytes:
-    """A4 PDF of a form: title, header, one table of sections, signature/footer lines, 填表说明."""
+    """A4 PDF of a form: title, header, one table of sections, signature/footer lines, 填表说明
+    (on a page of their own with `notes_on_reverse`, as forms that print them on the back)."""
     st = styles()
     story: list[Any] = [
         pdf.para(spec.title, st.title),
@@ -147,7 +149,7 @@ def render_form(
     for line in footer:
         story.append(pdf.para(line, st.body))
     if notes:
-        story.append(Spacer(1, 3 * mm))
+        story.append(PageBreak() if notes_on_reverse else Spacer(1, 3 * mm))
         story.append(pdf.para("填表说明：", st.heading))
         for index, note in enumerate(notes, start=1):
             story.append(pdf.para(f"{index}. {note}", st.small))

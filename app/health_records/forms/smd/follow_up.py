@@ -307,6 +307,7 @@ def render_follow_up(ctx: PrintContext) -> bytes:
             "稳定 3 个月时随访。每年至少随访 4 次。",
             "若失访或死亡，只填写随访日期、随访形式和失访原因或死亡日期及原因。",
         ],
+        notes_on_reverse=True,
     )
 
 
