@@ -438,3 +438,18 @@ def test_special_groups_do_not_leak_through_eligibility(api, centre):
         hidden = row(role, *permissions)
         assert hidden["eligible"] is False, (role, permissions)
         assert hidden["reason"] == "服务包“肺结核包”的服务对象与该居民的人群分类不符"
+
+
+def test_one_category_permission_shows_that_groups_packages_for_a_resident_in_both(api, centre):
+    """A resident in both special groups, seen by staff holding one of the two permissions: the
+    package of the group they may see is eligible, the other reads as not matching."""
+    patient = make_resident(centre, age=40, population_groups={"tuberculosis", "severe_mental_disorder"})
+    tb = make_package(name="肺结核包", target_groups=["tuberculosis"])
+    smd = make_package(name="严重精神障碍包", target_groups=["severe_mental_disorder"])
+    response = api(grant(make_staff(Role.DOCTOR, centre), "health:tb")).get(
+        f"{BASE}/eligible", query_string={"resident_id": str(patient.id)}
+    )
+    assert response.status_code == 200, response.json
+    rows = {r["package"]["id"]: r for r in response.json["packages"]}
+    assert rows[str(tb.id)]["eligible"] is True
+    assert rows[str(smd.id)]["eligible"] is False

@@ -81,8 +81,8 @@ def eligible_packages(args: dict[str, Any]) -> Any:
         )
     on = args.get("on") or clock.today_local()
     # DATA-05: judged as if the resident's special groups the caller may not see did not exist.
-    hide_special = bool(resident.groups_on(on) & hidden_special_groups(principal))
-    results = services.eligible_packages(resident, institution_id, on, hide_special=hide_special)
+    hidden = frozenset(hidden_special_groups(principal))
+    results = services.eligible_packages(resident, institution_id, on, hidden_groups=hidden)
     audit.record(
         "contract.eligible_packages",
         "resident",

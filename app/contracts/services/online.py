@@ -69,6 +69,7 @@ from app.doctors.models import Doctor
 from app.institutions.models import Institution
 from app.mp_accounts.models import BindingStatus, MpBinding, Relationship
 from app.residents.models import Resident
+from app.residents.models.codes import SPECIAL_GROUP_CODES
 from app.teams.models import Team, TeamMember
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,8 @@ def eligible_packages(
     """Every published package the resident could pick at this centre, with whether it is
     eligible and why not (basic first, eligible first). In a family member's view the special
     population groups (DATA-05) are not taken into account, so they do not show through."""
-    return packages_service.eligible_packages(resident, institution_id, on, hide_special=family_view)
+    hidden = SPECIAL_GROUP_CODES if family_view else frozenset()
+    return packages_service.eligible_packages(resident, institution_id, on, hidden_groups=hidden)
 
 
 # --- who the mini-program user acts for ------------------------------------------------------------

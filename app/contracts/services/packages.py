@@ -39,7 +39,7 @@ from app.core.pagination import Page, paginate
 from app.doctors.services.common import rowcount
 from app.institutions.models import Institution
 from app.residents.models import Resident
-from app.residents.models.codes import GROUPS, SPECIAL_GROUP_CODES
+from app.residents.models.codes import GROUPS
 
 __all__ = [
     "PackageEligibility",
@@ -513,14 +513,14 @@ def package_reason(
     institution_id: uuid.UUID,
     on: date,
     *,
-    hide_special: bool = False,
+    hidden_groups: frozenset[str] = frozenset(),
 ) -> str | None:
     """Why `resident` cannot sign `package` at `institution_id` on `on` (Chinese), or None.
-    `hide_special`: judge as if the resident's DATA-05 special groups did not exist (for staff who
-    may not see them: a special-group package then reads as not matching, like for anybody)."""
+    `hidden_groups`: judge as if the resident were not in these DATA-05 special groups (those the
+    caller may not see: a package of such a group then reads as not matching, like for anybody)."""
     groups = resident.groups_on(on)
-    if hide_special:
-        groups = (groups - SPECIAL_GROUP_CODES) or {"general"}
+    if hidden_groups & groups:
+        groups = (groups - hidden_groups) or {"general"}
     problem = package_problem(
         package,
         institution_id=institution_id,
@@ -533,7 +533,7 @@ def package_reason(
 
 
 def eligible_packages(
-    resident: Resident, institution_id: uuid.UUID, on: date, *, hide_special: bool = False
+    resident: Resident, institution_id: uuid.UUID, on: date, *, hidden_groups: frozenset[str] = frozenset()
 ) -> list[PackageEligibility]:
     """Every published package a resident could pick at `institution_id` (district-wide + that
     centre), each with whether it is eligible on `on` and why not. Basic first, eligible first."""
@@ -546,7 +546,7 @@ def eligible_packages(
     results = [
         PackageEligibility(package, reason is None, reason)
         for package in packages
-        for reason in [package_reason(package, resident, institution_id, on, hide_special=hide_special)]
+        for reason in [package_reason(package, resident, institution_id, on, hidden_groups=hidden_groups)]
     ]
     results.sort(
         key=lambda r: (r.package.kind != PackageKind.BASIC, not r.eligible, r.package.code, r.package.version)
