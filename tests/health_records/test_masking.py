@@ -80,3 +80,26 @@ def test_a_masked_value_for_a_field_that_was_empty_is_refused(app: Flask) -> Non
     )
     assert refused.status_code == 422
     assert "contact_phone" in refused.json["errors"]
+
+
+def test_a_save_sent_again_after_a_lost_answer_returns_the_same_version(app: Flask) -> None:
+    """A flaky network: the tablet's PUT succeeded but the answer was lost; the same PUT again
+    answers 200 with the version it made, and makes no third version. Someone else's stale edit
+    still gets the 409."""
+    centre = make_centre()
+    nurse = make_staff(Role.NURSE, centre)
+    record = make_record(make_resident(centre), nurse)
+    form = _personal_form(record.id)
+    http = Http(app, token_for(nurse))
+    body = {"base_version": 1, "data": personal_info_payload(education="4"), "reason": "更正文化程度"}
+    first = http.put(f"/api/v1/health-forms/{form.id}", json=body)
+    again = http.put(f"/api/v1/health-forms/{form.id}", json=body)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json["version"] == again.json["version"] == 2
+    assert len(http.get(f"/api/v1/health-forms/{form.id}/versions").json) == 2
+    different = http.put(
+        f"/api/v1/health-forms/{form.id}", json={**body, "data": personal_info_payload(education="5")}
+    )
+    assert (different.status_code, different.json["code"]) == (409, "form_version_conflict")
+    colleague = Http(app, token_for(make_staff(Role.DOCTOR, centre)))
+    assert colleague.put(f"/api/v1/health-forms/{form.id}", json=body).json["code"] == "form_version_conflict"

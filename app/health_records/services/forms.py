@@ -38,7 +38,7 @@ from app.health_records.services.payloads import (
     unscoped,
 )
 from app.health_records.services.records import get_record
-from app.health_records.spec import FormContext, Payload
+from app.health_records.spec import FormContext, FormInvalid, Payload
 from app.residents.models import Resident
 from app.residents.services.common import require_active
 
@@ -226,10 +226,6 @@ def revise_form(
         raise InvalidTransition("该表单已作废，不能修改", code="form_voided")
     if form.case is not None and form.case.status != "open":
         raise InvalidTransition("该专案已结案，不能再修改随访记录", code="case_closed")
-    if base_version != form.version:
-        raise Conflict(
-            f"该表单已被他人修改（当前为第 {form.version} 版），请刷新后再保存", code="form_version_conflict"
-        )
     resident = resident_of(form.resident_id)
     ctx = SaveContext(
         form_ctx=form_context(resident),
@@ -242,6 +238,12 @@ def revise_form(
     payload = unmask_unchanged(spec, payload, previous.payload)
     if spec.unredact is not None:
         payload = spec.unredact(payload, previous.payload, hidden_categories(current_principal()))
+    if base_version != form.version:
+        if _is_retried_save(spec, form, previous, payload, base_version, ctx):
+            return form  # the tablet lost our answer and sent the same save again
+        raise Conflict(
+            f"该表单已被他人修改（当前为第 {form.version} 版），请刷新后再保存", code="form_version_conflict"
+        )
     clean = spec.spec.validate(payload, ctx.form_ctx)
     derived = spec.derive(clean, ctx)
     changed = _changed(previous.payload, clean)
@@ -286,6 +288,24 @@ def revise_form(
     _audit("update", form, changed_fields=changed)
     _notify(form, spec)
     return form
+
+
+def _is_retried_save(
+    spec: FormDefinition,
+    form: HealthForm,
+    latest: HealthFormVersion,
+    payload: Any,
+    base_version: int,
+    ctx: SaveContext,
+) -> bool:
+    """The same edit by the same person arriving again (a flaky network): the version it made is
+    the latest one and holds exactly what is sent."""
+    if form.version != base_version + 1 or latest.actor != _actor()[0]:
+        return False
+    try:
+        return spec.spec.validate(payload, ctx.form_ctx) == latest.payload
+    except FormInvalid:
+        return False
 
 
 def void_form(form_id: uuid.UUID, *, reason: str) -> HealthForm:
