@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 import time_machine
 from flask import Flask
 
@@ -53,3 +54,40 @@ def test_voiding_a_tb_visit_returns_the_schedule_to_the_remaining_visits(app: Fl
         case = tb.reload_case(world.case.id)
         # No visit left: the first home visit is due again, 72 h after the notice.
         assert (case.next_due_on, case.next_due_kind) == (date(2026, 3, 4), "tb_first_visit")
+
+
+def test_a_case_visit_can_be_recorded_after_the_resident_was_registered_deceased(app: Flask) -> None:
+    """The desk registers the death first; the doctor then records the death visit on the open case.
+    General forms are refused for a deceased resident."""
+    from app.core.auth import Role
+    from app.core.errors import InvalidTransition
+    from app.residents.services import change_status
+    from tests.factories import make_staff
+
+    world = make_world(opened_on=date.fromisoformat(days_ago(30)))
+    fill(world, "smd_supplement", supplement(filled_date=days_ago(30), consent_date=days_ago(30)))
+    with as_principal(make_staff(Role.CENTRE_ADMIN, world.centre)) as admin:
+        change_status(
+            admin, world.resident.id, status="deceased", effective_date=date.fromisoformat(days_ago(3))
+        )
+        commit()
+    death = fill(
+        world,
+        "smd_follow_up",
+        {"visit_date": days_ago(1), "visit_mode": "2", "death_date": days_ago(3), "death_cause": "4"},
+    )
+    assert death.status == "active"
+    with as_principal(world.doctor), pytest.raises(InvalidTransition) as refused:
+        forms.create_form(
+            world.record.id,
+            "elderly_selfcare",
+            {
+                "assessed_at": days_ago(1),
+                "meal_level": "1",
+                "grooming_level": "1",
+                "dressing_level": "1",
+                "toileting_level": "1",
+                "activity_level": "1",
+            },
+        )
+    assert refused.value.code == "resident_not_active"

@@ -164,7 +164,9 @@ def create_form(
     spec = definition(form_type)
     record = _record_for(spec, record_id)
     resident = resident_of(record.resident_id)
-    require_active(resident, f"填写{spec.title}")
+    if not spec.needs_case:
+        # A case's visits go on after death or moving away: that is how they are recorded and closed.
+        require_active(resident, f"填写{spec.title}")
     case = _case_for(spec, resident, case_id)
     ctx = SaveContext(form_ctx=form_context(resident), resident=resident, record=record, case=case)
     clean = spec.spec.validate(payload, ctx.form_ctx)
