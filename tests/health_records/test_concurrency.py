@@ -4,7 +4,6 @@ same resident's record make one record; two editors of one form make one new ver
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from app.health_records.models import HealthForm, HealthFormVersion, HealthRecor
 from tests.factories import make_centre, make_staff, token_for
 from tests.factories_residents import make_resident
 from tests.health_records.factories import make_record, personal_info_payload
+from tests.races import race
 
 THREADS = 8
 
@@ -30,34 +30,6 @@ def world(is_postgres: bool, committing_db: None) -> Iterator[dict[str, Any]]:
     centre = make_centre()
     nurses = [make_staff(Role.NURSE, centre) for _ in range(THREADS)]
     yield {"centre": centre, "nurses": nurses, "tokens": [token_for(n) for n in nurses]}
-
-
-def _race(app: Flask, calls: list[Callable[[Any], Any]]) -> list[Any]:
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def worker(call: Callable[[Any], Any]) -> None:
-        try:
-            client = app.test_client()
-            barrier.wait(timeout=30)
-            with app.app_context():
-                response = call(client)
-            with lock:
-                results.append(response)
-        except BaseException as exc:  # reported below
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == [] and len(results) == len(calls)
-    assert all(r.status_code < 500 for r in results), [r.get_data(as_text=True) for r in results]
-    return results
 
 
 def _create(token: str, resident_id: uuid.UUID) -> Callable[[Any], Any]:
@@ -76,7 +48,7 @@ def test_records_created_at_once_in_one_community_get_consecutive_distinct_numbe
     app: Flask, world: dict[str, Any]
 ) -> None:
     residents = [make_resident(world["centre"]) for _ in range(THREADS)]
-    results = _race(app, [_create(t, r.id) for t, r in zip(world["tokens"], residents, strict=True)])
+    results = race(app, [_create(t, r.id) for t, r in zip(world["tokens"], residents, strict=True)])
     assert sorted(r.status_code for r in results) == [201] * THREADS
     numbers = sorted(r.json["record_no"] for r in results)
     area = numbers[0][:12]
@@ -88,7 +60,7 @@ def test_one_resident_created_on_many_tablets_at_once_has_one_record(
     app: Flask, world: dict[str, Any]
 ) -> None:
     resident = make_resident(world["centre"])
-    results = _race(app, [_create(t, resident.id) for t in world["tokens"]])
+    results = race(app, [_create(t, resident.id) for t in world["tokens"]])
     codes = sorted((r.status_code, (r.json or {}).get("code")) for r in results)
     assert codes == [(201, None)] + [(409, "health_record_exists")] * (THREADS - 1)
     with app.app_context():
@@ -118,7 +90,7 @@ def test_two_editors_of_one_form_make_one_new_version(app: Flask, world: dict[st
 
         return call
 
-    results = _race(app, [edit(t, str(n + 3)) for n, t in enumerate(world["tokens"][:4])])
+    results = race(app, [edit(t, str(n + 3)) for n, t in enumerate(world["tokens"][:4])])
     codes = sorted((r.status_code, (r.json or {}).get("code")) for r in results)
     assert codes == [(200, None)] + [(409, "form_version_conflict")] * 3
     with app.app_context():

@@ -3,10 +3,10 @@ registered at two desks at once, two status changes, two consents, two transfers
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
+from functools import partial
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from app.core.db import db
 from app.residents.models import Resident, ResidentConsent, ResidentTransfer
 from tests.factories import make_centre, make_staff, token_for
 from tests.factories_residents import make_resident, random_id_number
+from tests.races import race
 
 THREADS = 8
 
@@ -36,31 +37,7 @@ def world(postgres_only: None, committing_db: None) -> Iterator[dict[str, Any]]:
 
 
 def _race(app: Flask, tokens: list[str], send: Callable[[Any, dict[str, str]], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(tokens))
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def worker(token: str) -> None:
-        try:
-            client = app.test_client()
-            barrier.wait(timeout=30)
-            with app.app_context():
-                response = send(client, {"Authorization": f"Bearer {token}"})
-            with lock:
-                results.append(response)
-        except BaseException as exc:  # reported below
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(token,)) for token in tokens]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == [] and len(results) == len(tokens)
-    assert all(r.status_code < 500 for r in results), [r.get_data(as_text=True) for r in results]
-    return results
+    return race(app, [partial(send, headers={"Authorization": f"Bearer {token}"}) for token in tokens])
 
 
 def _codes(results: list[Any]) -> list[tuple[int, str | None]]:
