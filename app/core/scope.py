@@ -7,7 +7,9 @@ event; the scope never comes from request parameters. District-wide staff see ev
 
 `get_or_404` is how routes fetch an object by id: a miss that exists in another centre is
 answered exactly like a miss that does not exist (404, existence does not leak) and is audited
-as a denied access.
+as a denied access. `get_unscoped` reads a row by id ignoring the scope, for callers that have
+already decided access another way (a form's record after the resident moved; the parties of a
+contract a resident may see).
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ def _apply_centre_scope(state: ORMExecuteState) -> None:
 
 
 M = TypeVar("M")
+
+
+def get_unscoped(model: type[M], object_id: Any) -> M | None:
+    """The row of `model` with this primary key whatever the caller's centre, or None. The caller
+    has decided access already; never use it to answer for an id taken from the request alone."""
+    if object_id is None:
+        return None
+    pk = model.id  # type: ignore[attr-defined]
+    found: M | None = db.session.execute(
+        select(model).where(pk == object_id).execution_options(**{SKIP_SCOPE: True})
+    ).scalar_one_or_none()
+    return found
 
 
 def get_or_404(model: type[M], object_id: Any, *, object_type: str | None = None, action: str = "read") -> M:

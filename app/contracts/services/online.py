@@ -64,7 +64,7 @@ from app.core.errors import (
     PermissionDenied,
 )
 from app.core.pagination import Page, paginate
-from app.core.scope import SKIP_SCOPE, get_or_404
+from app.core.scope import SKIP_SCOPE, get_or_404, get_unscoped
 from app.doctors.models import Doctor
 from app.institutions.models import Institution
 from app.mp_accounts.models import BindingStatus, MpBinding, Relationship
@@ -136,27 +136,21 @@ def _when(value: datetime) -> str:
 
 
 def _resident(resident_id: uuid.UUID) -> Resident:
-    resident = db.session.execute(
-        select(Resident).where(Resident.id == resident_id).execution_options(**UNSCOPED)
-    ).scalar_one_or_none()
+    resident = get_unscoped(Resident, resident_id)
     if resident is None:
         raise NotFound("未找到该居民", code="resident_not_found")
     return resident
 
 
 def _team(team_id: uuid.UUID) -> Team:
-    team = db.session.execute(
-        select(Team).where(Team.id == team_id).execution_options(**UNSCOPED)
-    ).scalar_one_or_none()
+    team = get_unscoped(Team, team_id)
     if team is None:
         raise NotFound("未找到该家庭医生团队", code="team_not_found")
     return team
 
 
 def _doctor(doctor_id: uuid.UUID) -> Doctor:
-    doctor = db.session.execute(
-        select(Doctor).where(Doctor.id == doctor_id).execution_options(**UNSCOPED)
-    ).scalar_one_or_none()
+    doctor = get_unscoped(Doctor, doctor_id)
     if doctor is None:
         raise NotFound("未找到该医生", code="doctor_not_found")
     return doctor

@@ -52,7 +52,7 @@ from app.core.auth import Actor
 from app.core.crypto import mask_id_number
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, DomainError, NotFound
-from app.core.scope import SKIP_SCOPE, get_or_404
+from app.core.scope import SKIP_SCOPE, get_or_404, get_unscoped
 from app.doctors.models import Doctor
 from app.institutions.models import Institution
 from app.residents.models import Resident
@@ -142,14 +142,6 @@ class AgreementParties:
     signatures: dict[str, ContractSignature]
 
 
-def _unscoped_get(model: type[Any], object_id: uuid.UUID | None) -> Any:
-    if object_id is None:
-        return None
-    return db.session.execute(
-        select(model).where(model.id == object_id).execution_options(**UNSCOPED)
-    ).scalar_one_or_none()
-
-
 def load_parties(contract: Contract) -> AgreementParties:
     """The rows the agreement names. Access to the contract was checked by the caller; the resident
     may be managed by another centre than the signing team's, so these reads are not centre-scoped."""
@@ -160,10 +152,10 @@ def load_parties(contract: Contract) -> AgreementParties:
         ).scalars()
     }
     return AgreementParties(
-        centre=_unscoped_get(Institution, contract.institution_id),
-        team=_unscoped_get(Team, contract.team_id),
-        doctor=_unscoped_get(Doctor, contract.doctor_id),
-        resident=_unscoped_get(Resident, contract.resident_id),
+        centre=get_unscoped(Institution, contract.institution_id),
+        team=get_unscoped(Team, contract.team_id),
+        doctor=get_unscoped(Doctor, contract.doctor_id),
+        resident=get_unscoped(Resident, contract.resident_id),
         signatures=signatures,
     )
 
@@ -243,7 +235,7 @@ def render_agreement_pdf(contract: Contract, *, copy_no: int | None = None) -> b
     if contract.signing_way != SigningWay.SELF:
         signer = contract.signer_name or ""
         if not signer and contract.signer_resident_id is not None:
-            signer_row = _unscoped_get(Resident, contract.signer_resident_id)
+            signer_row = get_unscoped(Resident, contract.signer_resident_id)
             signer = signer_row.name if signer_row is not None else ""
         relation = relationship_label(contract.signer_relationship)
         way = SIGNING_WAY_LABELS.get(contract.signing_way, contract.signing_way)
@@ -447,11 +439,11 @@ def verify(token: str, sha256: str | None = None) -> Verification:
     contract_id = contract_id_from_token(token)
     if contract_id is None:
         raise _verify_not_found()
-    contract = _unscoped_get(Contract, contract_id)
+    contract = get_unscoped(Contract, contract_id)
     if contract is None:
         raise _verify_not_found()
-    centre = _unscoped_get(Institution, contract.institution_id)
-    team = _unscoped_get(Team, contract.team_id)
+    centre = get_unscoped(Institution, contract.institution_id)
+    team = get_unscoped(Team, contract.team_id)
     matches: bool | None = None
     if sha256 is not None:
         given = re.sub(r"[\s-]", "", sha256).lower()

@@ -30,7 +30,7 @@ from app.core import audit, pdf
 from app.core.auth import current_principal
 from app.core.crypto import mask_address, mask_phone
 from app.core.db import db
-from app.core.scope import SKIP_SCOPE
+from app.core.scope import get_unscoped
 from app.health_records.codes import CODES
 from app.health_records.forms.personal import redact
 from app.health_records.models import HealthForm, HealthRecord
@@ -183,18 +183,6 @@ def personal_info_of(record: HealthRecord) -> dict[str, Any]:
     return {} if form is None else current_version(form).payload
 
 
-def _staff(staff_id: uuid.UUID | None) -> StaffUser | None:
-    """The responsible doctor, whichever centre employs them now (unscoped, read-only)."""
-    if staff_id is None:
-        return None
-    from sqlalchemy import select
-
-    found: StaffUser | None = db.session.execute(
-        select(StaffUser).where(StaffUser.id == staff_id).execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
-    return found
-
-
 def build_card(record: HealthRecord, hidden: frozenset[str] = frozenset()) -> RecordCard:
     """The card of a record; the 既往史 of categories in `hidden` (DATA-05) is left out."""
     resident = db.session.get(Resident, record.resident_id)
@@ -203,7 +191,7 @@ def build_card(record: HealthRecord, hidden: frozenset[str] = frozenset()) -> Re
     gender, gender_label = GENDER.get(resident.sex, (None, None))
     abo, rh = info.get("blood_type_abo"), info.get("blood_type_rh")
     chronic, chronic_other = chronic_from_past(info.get("past_diseases"))
-    staff = _staff(record.responsible_doctor_id)
+    staff: StaffUser | None = get_unscoped(StaffUser, record.responsible_doctor_id)  # wherever they work now
     org = record.created_institution
     return RecordCard(
         record_id=record.id,

@@ -26,7 +26,7 @@ from app.core.auth import current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.core.pagination import Page, paginate
-from app.core.scope import get_or_404
+from app.core.scope import get_or_404, get_unscoped
 from app.health_records.forms import FormDefinition, SaveContext, load_forms
 from app.health_records.models import Category, HealthCase, HealthForm, HealthFormVersion, HealthRecord
 from app.health_records.services import access
@@ -35,7 +35,6 @@ from app.health_records.services.payloads import (
     record_of_form,
     resident_of,
     unmask_unchanged,
-    unscoped,
 )
 from app.health_records.services.records import get_record
 from app.health_records.spec import FormContext, FormInvalid, Payload
@@ -61,7 +60,7 @@ def _record_for(spec: FormDefinition, record_id: uuid.UUID) -> HealthRecord:
     """The record a new form is filled on. A special-category form is reached through its case:
     the responsible centre keeps the case when the resident (and record) moved elsewhere."""
     if spec.needs_case:
-        record: HealthRecord | None = unscoped(HealthRecord, record_id)
+        record: HealthRecord | None = get_unscoped(HealthRecord, record_id)
         principal = current_principal()
         if (
             record is not None

@@ -28,7 +28,7 @@ from app.core import audit
 from app.core.auth import Principal
 from app.core.db import db
 from app.core.errors import NotFound
-from app.core.scope import SKIP_SCOPE
+from app.core.scope import SKIP_SCOPE, get_unscoped
 from app.health_records.forms import load_forms
 from app.health_records.models import SPECIAL_CATEGORIES, Category, HealthForm, HealthRecord
 from app.health_records.services import card as cards
@@ -135,15 +135,6 @@ def _record(binding: MpBinding) -> HealthRecord:
     return record
 
 
-def _staff_name(staff_id: uuid.UUID | None) -> str | None:
-    if staff_id is None:
-        return None
-    name: str | None = db.session.execute(
-        select(StaffUser.name).where(StaffUser.id == staff_id).execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
-    return name
-
-
 SUMMARY_KEYS = (
     "id",
     "form_type",
@@ -191,6 +182,7 @@ def my_record(principal: Principal, resident_id: uuid.UUID | None) -> dict[str, 
         purpose=PURPOSE,
         detail={"relationship": binding.relationship, "forms": len(rows)},
     )
+    doctor: StaffUser | None = get_unscoped(StaffUser, record.responsible_doctor_id)
     return {
         "resident_id": resident.id,
         "resident_name": resident.name,
@@ -199,7 +191,7 @@ def my_record(principal: Principal, resident_id: uuid.UUID | None) -> dict[str, 
         "short_no": record.short_no,
         "created_on": record.created_on,
         "centre": {"id": centre.id, "name": centre.name, "phone": centre.phone, "address": centre.address},
-        "responsible_doctor_name": _staff_name(record.responsible_doctor_id),
+        "responsible_doctor_name": doctor.name if doctor is not None else None,
         "forms": [_summary(f) for f in rows],
     }
 
@@ -208,9 +200,7 @@ def my_form(principal: Principal, form_id: uuid.UUID) -> dict[str, Any]:
     """One form of the caller's or a bound family member's record, with the printed labels and
     the derived values; personal fields masked. Hidden categories and anyone else's forms are a
     404 audited as denied. Audited."""
-    form: HealthForm | None = db.session.execute(
-        select(HealthForm).where(HealthForm.id == form_id).execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
+    form: HealthForm | None = get_unscoped(HealthForm, form_id)
     if form is None:
         raise NotFound("未找到该表单", code="health_form_not_found")
     binding = _binding(principal, form.resident_id)

@@ -3,7 +3,7 @@
 - `shown_payload`: the content as the caller may see it — special-category parts left out for
   staff without that category's permission (the form's `redact`), personal fields masked
   (the form's `masked`); `unmask_unchanged` keeps a stored value an edit sent back masked.
-- `unscoped`, `record_of_form`, `resident_of`: rows reached through an object the caller may
+- `record_of_form`, `resident_of`: rows reached through an object the caller may
   already see (a form's record and resident after the resident moved to another centre). Never
   call them with an id taken from the request alone.
 """
@@ -18,25 +18,15 @@ from sqlalchemy import select
 from app.core.auth import Principal
 from app.core.crypto import MASKERS
 from app.core.db import db
-from app.core.scope import SKIP_SCOPE
+from app.core.scope import SKIP_SCOPE, get_unscoped
 from app.health_records.forms import FormDefinition
 from app.health_records.models import Category, HealthForm, HealthRecord
 from app.health_records.spec import Payload
 from app.residents.models import Resident
 
 
-def unscoped(model: type[Any], object_id: uuid.UUID | None) -> Any:
-    """A row by id regardless of the centre scope: for rows reached through an object the caller
-    may already see (a form's record and resident after the resident moved to another centre)."""
-    if object_id is None:
-        return None
-    return db.session.execute(
-        select(model).where(model.id == object_id).execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
-
-
 def record_of_form(form: HealthForm) -> HealthRecord:
-    record: HealthRecord | None = unscoped(HealthRecord, form.record_id)
+    record: HealthRecord | None = get_unscoped(HealthRecord, form.record_id)
     assert record is not None  # a foreign key
     return record
 
@@ -51,7 +41,7 @@ def unscoped_record_of_resident(resident_id: uuid.UUID) -> HealthRecord | None:
 
 
 def resident_of(resident_id: uuid.UUID) -> Resident:
-    resident: Resident | None = unscoped(Resident, resident_id)
+    resident: Resident | None = get_unscoped(Resident, resident_id)
     assert resident is not None  # a foreign key
     return resident
 

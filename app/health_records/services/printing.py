@@ -10,6 +10,7 @@ from app.core import audit
 from app.core.auth import current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation
+from app.core.scope import get_unscoped
 from app.health_records.forms import PrintContext
 from app.health_records.services import forms as form_services
 from app.health_records.services import payloads
@@ -28,9 +29,7 @@ def print_context(form_id: uuid.UUID, version: int | None = None) -> PrintContex
     record = payloads.record_of_form(form)
     resident = payloads.resident_of(form.resident_id)
     institution = db.session.get(Institution, form.institution_id)
-    doctor = (
-        payloads.unscoped(StaffUser, record.responsible_doctor_id) if record.responsible_doctor_id else None
-    )
+    doctor = get_unscoped(StaffUser, record.responsible_doctor_id)
     assert resident is not None
     return PrintContext(
         form=form,

@@ -17,10 +17,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from app.core import audit, clock
-from app.core.auth import current_principal
+from app.core.auth import CLINICAL_ROLES, current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, NotFound
-from app.core.scope import SKIP_SCOPE, get_or_404
+from app.core.scope import SKIP_SCOPE, get_or_404, get_unscoped
 from app.health_records.models import HealthRecord, RecordNumberCounter
 from app.institutions.models import DISTRICT_CODE
 from app.residents.models import Resident
@@ -141,14 +141,11 @@ def _check_doctor(staff_id: uuid.UUID | None, institution_id: uuid.UUID) -> None
     if staff_id is None:
         return
     from app.accounts.models import StaffUser
-    from app.core.auth import Role
 
-    user = db.session.execute(
-        select(StaffUser).where(StaffUser.id == staff_id).execution_options(**{SKIP_SCOPE: True})
-    ).scalar_one_or_none()
+    user: StaffUser | None = get_unscoped(StaffUser, staff_id)
     if user is None or user.institution_id != institution_id or not user.is_active:
         raise BusinessRuleViolation("责任医生须为本社康中心在职人员", code="invalid_responsible_doctor")
-    if user.role not in (Role.DOCTOR, Role.TEAM_LEADER, Role.PUBLIC_HEALTH, Role.NURSE):
+    if user.role not in CLINICAL_ROLES:
         raise BusinessRuleViolation("责任医生须为医生、护士或公卫人员", code="invalid_responsible_doctor")
 
 

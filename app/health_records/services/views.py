@@ -9,6 +9,7 @@ from app.accounts.models import StaffUser
 from app.core import audit, clock
 from app.core.auth import current_principal
 from app.core.db import db
+from app.core.scope import get_unscoped
 from app.health_records.forms import FORMS, load_forms
 from app.health_records.models import HealthCase, HealthForm, HealthRecord
 from app.health_records.services import forms as form_services
@@ -110,7 +111,7 @@ def form_view(view: form_services.FormView) -> dict[str, Any]:
 
 
 def case_view(case: HealthCase, *, with_forms: bool = False) -> dict[str, Any]:
-    resident = payloads.unscoped(Resident, case.resident_id)
+    resident = get_unscoped(Resident, case.resident_id)
     record = payloads.unscoped_record_of_resident(case.resident_id)
     out: dict[str, Any] = {
         "id": case.id,
