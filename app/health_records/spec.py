@@ -19,6 +19,7 @@ Conventions enforced for every form (spec §0):
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -72,15 +73,13 @@ def _blank(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Field:
+    """What every field has. A field holds one value (`ValueField`) or repeated rows (`Rows`)."""
+
     name: str
     title: str
     required: bool = False
 
     kind = "field"
-
-    def clean(self, value: Any, ctx: FormContext) -> Any:
-        """Return the clean value or raise ValueError(message without the title)."""
-        raise NotImplementedError  # pragma: no cover - every field type overrides
 
     def companions(self) -> tuple[Field, ...]:
         return ()
@@ -90,7 +89,16 @@ class Field:
 
 
 @dataclass(frozen=True)
-class Text(Field):
+class ValueField(Field, ABC):
+    """A field holding one value (a code, a code list, text, a number, a date)."""
+
+    @abstractmethod
+    def clean(self, value: Any, ctx: FormContext) -> Any:
+        """Return the clean value or raise ValueError(message without the title)."""
+
+
+@dataclass(frozen=True)
+class Text(ValueField):
     max_length: int = 200
     kind = "text"
 
@@ -113,7 +121,7 @@ def _companion_name(field_name: str, companion: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Code(Field):
+class Code(ValueField):
     """A single choice (one □). `codes` names the list in `app.health_records.codes`."""
 
     codes: str = ""
@@ -184,7 +192,7 @@ def _choices(code_list: CodeList) -> str:
 
 
 @dataclass(frozen=True)
-class Number(Field):
+class Number(ValueField):
     """A measured value. `places=0` makes it an integer. `low`/`high` are the plausible range."""
 
     unit: str = ""
@@ -229,7 +237,7 @@ _YM = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 @dataclass(frozen=True)
-class Date(Field):
+class Date(ValueField):
     """A full date (年月日), ISO `YYYY-MM-DD`; not in the future unless `future_ok`."""
 
     future_ok: bool = False
@@ -253,7 +261,7 @@ class Date(Field):
 
 
 @dataclass(frozen=True)
-class YearMonth(Field):
+class YearMonth(ValueField):
     """年月 (`YYYY-MM`), not in the future."""
 
     kind = "year_month"
@@ -422,11 +430,11 @@ def _clean_fields(
             rows = _clean_rows(f, value, ctx, errors, path)
             if rows is not None:
                 clean[f.name] = rows
-            continue
-        try:
-            clean[f.name] = f.clean(value, ctx)
-        except ValueError as exc:
-            errors.add(path, f"{f.title}：{exc}")
+        elif isinstance(f, ValueField):
+            try:
+                clean[f.name] = f.clean(value, ctx)
+            except ValueError as exc:
+                errors.add(path, f"{f.title}：{exc}")
     _check_companions(fields, clean, errors, prefix)
     return clean
 
