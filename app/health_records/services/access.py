@@ -41,7 +41,14 @@ def visible_special_categories(principal: Principal | None) -> set[str]:
     }
 
 
-def _deny(object_type: str, object_id: uuid.UUID, resident_id: uuid.UUID, category: str, action: str) -> None:
+def _audit_denied(
+    action: str,
+    object_type: str,
+    category: str,
+    object_id: uuid.UUID | None = None,
+    resident_id: uuid.UUID | None = None,
+) -> None:
+    """One denied access to a special category, kept even though the request fails."""
     audit.record(
         action,
         object_type,
@@ -52,29 +59,22 @@ def _deny(object_type: str, object_id: uuid.UUID, resident_id: uuid.UUID, catego
         detail={"category": category},
         durable=True,
     )
-    raise NotFound()
 
 
 def refuse_category(action: str, object_type: str, category: str, message: str) -> PermissionDenied:
-    """A list or a change the caller's category permissions do not allow: audited as denied
-    (kept even though the request fails); raise what this returns."""
-    audit.record(
-        action,
-        object_type,
-        None,
-        result=audit.DENIED,
-        purpose="special_category",
-        detail={"category": category},
-        durable=True,
-    )
+    """A list or a change the caller's category permissions do not allow: audited as denied;
+    raise what this returns."""
+    _audit_denied(action, object_type, category)
     return PermissionDenied(message, code="category_forbidden")
 
 
 def guard_form(form: HealthForm, action: str = "read") -> None:
     if not may_see_category(current_principal(), form.category, form.institution_id):
-        _deny("health_form", form.id, form.resident_id, form.category, action)
+        _audit_denied(action, "health_form", form.category, form.id, form.resident_id)
+        raise NotFound()
 
 
 def guard_case(case: HealthCase, action: str = "read") -> None:
     if not may_see_category(current_principal(), case.category, case.institution_id):
-        _deny("health_case", case.id, case.resident_id, case.category, action)
+        _audit_denied(action, "health_case", case.category, case.id, case.resident_id)
+        raise NotFound()
