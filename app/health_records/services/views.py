@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
 from app.accounts.models import StaffUser
 from app.core import audit, clock
 from app.core.auth import current_principal
@@ -15,6 +17,7 @@ from app.health_records.models import HealthCase, HealthForm, HealthRecord
 from app.health_records.services import forms as form_services
 from app.health_records.services import payloads
 from app.health_records.services.records import get_record, record_for_resident
+from app.institutions.models import Institution
 from app.residents.models import Resident
 
 # What `HealthCase.next_due_kind` means, in words.
@@ -58,8 +61,6 @@ def form_summary(form: HealthForm) -> dict[str, Any]:
 def record_view(record: HealthRecord) -> dict[str, Any]:
     resident = db.session.get(Resident, record.resident_id)
     assert resident is not None
-    from app.institutions.models import Institution
-
     institution = db.session.get(Institution, record.institution_id)
     return {
         "id": record.id,
@@ -135,8 +136,6 @@ def case_view(case: HealthCase, *, with_forms: bool = False) -> dict[str, Any]:
         "facts": dict(case.facts or {}),
     }
     if with_forms:
-        from sqlalchemy import select
-
         rows = db.session.execute(
             select(HealthForm)
             .where(HealthForm.case_id == case.id, HealthForm.status == "active")
