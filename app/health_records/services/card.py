@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepInFrame, PageBreak
+from sqlalchemy import select
 
 from app.accounts.models import StaffUser
 from app.core import audit, pdf
@@ -34,6 +35,7 @@ from app.core.scope import get_unscoped
 from app.health_records.codes import CODES
 from app.health_records.forms.personal import redact
 from app.health_records.models import HealthForm, HealthRecord
+from app.health_records.services.forms import current_version
 from app.health_records.services.payloads import hidden_categories
 from app.health_records.services.printing import Printed
 from app.health_records.services.records import get_record
@@ -169,10 +171,6 @@ def allergies_text(codes: Iterable[str] | None, other: str | None) -> str:
 
 def personal_info_of(record: HealthRecord) -> dict[str, Any]:
     """The current 个人基本信息表 payload of the record ({} before it is filled)."""
-    from sqlalchemy import select
-
-    from app.health_records.services.forms import current_version
-
     form = db.session.execute(
         select(HealthForm).where(
             HealthForm.record_id == record.id,

@@ -16,12 +16,13 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
+from app.accounts.models import StaffUser
 from app.core import audit, clock
 from app.core.auth import CLINICAL_ROLES, current_principal
 from app.core.db import db
 from app.core.errors import BusinessRuleViolation, Conflict, NotFound
 from app.core.scope import SKIP_SCOPE, get_or_404, get_unscoped
-from app.health_records.models import HealthRecord, RecordNumberCounter
+from app.health_records.models import Category, HealthForm, HealthRecord, RecordNumberCounter
 from app.institutions.models import DISTRICT_CODE
 from app.residents.models import Resident
 from app.residents.services.common import get_resident, require_active
@@ -140,8 +141,6 @@ def open_record(
 def _check_doctor(staff_id: uuid.UUID | None, institution_id: uuid.UUID) -> None:
     if staff_id is None:
         return
-    from app.accounts.models import StaffUser
-
     user: StaffUser | None = get_unscoped(StaffUser, staff_id)
     if user is None or user.institution_id != institution_id or not user.is_active:
         raise BusinessRuleViolation("责任医生须为本社康中心在职人员", code="invalid_responsible_doctor")
@@ -197,8 +196,6 @@ def update_record(
 def _follow_transfer(resident_ids: list[uuid.UUID], source: uuid.UUID, target: uuid.UUID) -> None:
     """A resident moved to another managing centre: the record and its general forms follow.
     Open 专案 (TB/SMD) stay with their responsible centre until closed or handed over."""
-    from app.health_records.models import Category, HealthForm
-
     db.session.execute(
         update(HealthRecord)
         .where(HealthRecord.resident_id.in_(resident_ids), HealthRecord.institution_id == source)
